@@ -1,0 +1,124 @@
+"""The `callgate` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from gateway.config.loader import ConfigError, check_secrets, load_config
+from gateway.config.reference import render_reference
+
+app = typer.Typer(
+    help="Callgate: SIP/SMPP telephony gateway and call-control server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_err = Console(stderr=True, highlight=False)
+_out = Console(highlight=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML configuration file; embedded defaults if omitted."),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"[bold red]callgate:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run the daemon in the foreground (logs to stdout) until SIGTERM/SIGINT."""
+    import uvloop  # noqa: PLC0415 - only the daemon needs it
+
+    from gateway.daemon import Daemon, StartupError  # noqa: PLC0415 - keeps `--help` fast
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            _err.print(str(problem), soft_wrap=True, markup=False)
+        raise _fail("configuration is invalid; fix the lines above") from None
+
+    async def main() -> int:
+        return await Daemon(cfg, config).run()
+
+    try:
+        code = uvloop.run(main())
+    except StartupError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code=code)
+
+
+@app.command("check-config")
+def check_config(
+    file: Annotated[Path, typer.Argument(help="Configuration file to validate.")],
+) -> None:
+    """Validate a configuration file; print every problem with file:line and key."""
+    try:
+        cfg = load_config(file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            _err.print(str(problem), soft_wrap=True, markup=False)
+        raise _fail(f"{len(exc.problems)} problem(s) in {file}") from None
+    problems = check_secrets(cfg, file.read_text(encoding="utf-8"), str(file))
+    for problem in problems:
+        _err.print(str(problem), soft_wrap=True, markup=False)
+    if problems:
+        raise _fail(f"{len(problems)} secret(s) cannot be read")
+    _out.print(f"{file}: OK")
+
+
+@app.command("config-docs")
+def config_docs(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print (or write) the configuration reference generated from the models."""
+    text = render_reference()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        _out.print(f"wrote {output}")
+
+
+@app.command("engine-info")
+def engine_info() -> None:
+    """Start the PJSIP engine briefly and print what the build provides."""
+    from gateway.config.models import CallgateConfig  # noqa: PLC0415
+    from gateway.daemon import engine_settings  # noqa: PLC0415
+    from media.engine import EngineError, PjsipEngine  # noqa: PLC0415
+
+    settings = engine_settings(CallgateConfig())
+
+    async def probe() -> None:
+        engine = PjsipEngine(dataclasses.replace(settings, probe=True), asyncio.get_running_loop())
+        try:
+            info = await engine.start()
+        finally:
+            await engine.stop()
+        for key, value in info.__dict__.items():
+            _out.print(f"{key}: {value}", markup=False)
+
+    try:
+        asyncio.run(probe())
+    except (EngineError, ImportError) as exc:
+        raise _fail(f"{exc}; run `make setup` to build PJSIP") from None
+
+
+@app.command()
+def version() -> None:
+    """Print the Callgate version."""
+    from importlib.metadata import version as dist_version  # noqa: PLC0415
+
+    _out.print(dist_version("callgate"))

@@ -1,0 +1,1 @@
+"""Configuration: TOML file -> frozen pydantic models, with file:line errors."""

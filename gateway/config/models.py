@@ -1,0 +1,190 @@
+"""The configuration schema: one frozen model per TOML section.
+
+Field docstrings are the configuration reference (docs/configuration.md is
+generated from them). Defaults are the embedded loopback configuration that
+`callgate run` uses without `--config`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.config.base import Section
+from gateway.config.secrets import SecretRef
+
+Port = int  # 0 means "any free port" (tests, ephemeral listeners)
+
+
+def _check_port(value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError("a port is a number from 0 to 65535 (0 = any free port)")
+    return value
+
+
+def _check_host(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from exc
+    return value
+
+
+class NodeConfig(Section):
+    """This node's identity and where it keeps its data."""
+
+    name: str = "callgate"
+    """Node name, used in logs, metrics and generated identifiers."""
+    data_dir: Path = Path("var")
+    """Directory for the SQLite store, runtime files and recordings. Relative
+    paths are resolved against the working directory."""
+
+
+class DaemonConfig(Section):
+    """Process lifecycle: draining and watchdog."""
+
+    drain_timeout: float = Field(default=30.0, gt=0)
+    """Seconds that SIGTERM waits for active calls and sessions to finish before
+    they are ended and the process exits."""
+    engine_stall_timeout: float = Field(default=5.0, gt=0)
+    """Seconds without a heartbeat from the PJSIP engine thread after which the
+    node reports not ready and stops petting the systemd watchdog."""
+
+
+class SipListener(Section):
+    """One SIP listening socket."""
+
+    transport: Literal["udp", "tcp", "tls"]
+    """Transport protocol (required: a listener says what it speaks)."""
+    host: str = "127.0.0.1"
+    """IPv4 or IPv6 address to bind."""
+    port: Port = 5060
+    """Port to bind (0 = any free port); when omitted 5060, or 5061 for `tls`."""
+
+    _host = field_validator("host")(_check_host)
+    _port = field_validator("port")(_check_port)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: object) -> object:
+        if isinstance(data, dict) and "port" not in data and data.get("transport") == "tls":
+            return {**data, "port": 5061}
+        return data
+
+
+class SipConfig(Section):
+    """The SIP edge: public listeners and message handling."""
+
+    listen: tuple[SipListener, ...] = (
+        SipListener(transport="udp"),
+        SipListener(transport="tcp"),
+    )
+    """Listening sockets; each is `{ transport = "udp", host = "...", port = 5060 }`."""
+    server_header: str = "Callgate"
+    """Value of the Server / User-Agent header the edge sends."""
+    max_message_bytes: int = Field(default=65535, ge=1024, le=1_048_576)
+    """Largest SIP message accepted; larger ones get 413 (UDP) or a closed connection."""
+
+    @model_validator(mode="after")
+    def _unique_listeners(self) -> SipConfig:
+        seen: set[tuple[str, str, int]] = set()
+        for listener in self.listen:
+            key = (listener.transport, listener.host, listener.port)
+            if listener.port and key in seen:
+                raise ValueError(f"listener {key} is configured twice")
+            seen.add(key)
+        return self
+
+
+class MediaConfig(Section):
+    """The PJSIP engine (own thread) that carries calls and media."""
+
+    engine_host: str = "127.0.0.1"
+    """Loopback address the engine's SIP transport binds; only the edge talks to it."""
+    engine_port: Port = 0
+    """Engine SIP port (0 = any free port)."""
+    max_calls: int = Field(default=4096, ge=1, le=4096)
+    """Most simultaneous pjsua calls (legs); the build's limit is 4096."""
+    rtp_port_start: int = Field(default=20000, ge=1024, le=65000)
+    """First RTP port."""
+    rtp_port_range: int = Field(default=20000, ge=2, le=40000)
+    """Number of RTP ports above `rtp_port_start` (two per leg: RTP and RTCP)."""
+    media_threads: int = Field(default=1, ge=1, le=16)
+    """PJSIP media worker threads."""
+    codecs: tuple[str, ...] = ("opus/48000/2", "G722/16000/1", "PCMU/8000/1", "PCMA/8000/1")
+    """Codec preference order (PJSIP codec ids); codecs not listed are disabled."""
+    log_level: int = Field(default=1, ge=0, le=6)
+    """PJSIP's own log verbosity (0 = none, 6 = everything)."""
+
+    _host = field_validator("engine_host")(_check_host)
+    _port = field_validator("engine_port")(_check_port)
+
+    @model_validator(mode="after")
+    def _rtp_range_fits(self) -> MediaConfig:
+        if self.rtp_port_start + self.rtp_port_range > 65536:
+            raise ValueError("rtp_port_start + rtp_port_range must not exceed 65536")
+        return self
+
+
+class StoreConfig(Section):
+    """The database: SQLite (default) or PostgreSQL."""
+
+    url: str | None = None
+    """SQLAlchemy URL, e.g. `postgresql+asyncpg://callgate@db/callgate`. Unset means
+    SQLite (WAL) at `<data_dir>/callgate.db`."""
+    password: SecretRef | None = None
+    """Database password (`{ file = "..." }` or `{ env = "..." }`), added to `url`."""
+    pool_size: int = Field(default=5, ge=1, le=100)
+    """Connections kept open (PostgreSQL)."""
+
+    @field_validator("url")
+    @classmethod
+    def _supported_driver(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(
+            ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+        ):
+            raise ValueError("use sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class HttpConfig(Section):
+    """The admin HTTP listener: health, readiness, metrics."""
+
+    host: str = "127.0.0.1"
+    """Address to bind; keep it on loopback or a management network."""
+    port: Port = 8080
+    """Port to bind (0 = any free port)."""
+
+    _host = field_validator("host")(_check_host)
+    _port = field_validator("port")(_check_port)
+
+
+class LoggingConfig(Section):
+    """Structured logs on stdout."""
+
+    format: Literal["json", "console"] = "console"
+    """`json` for log shippers, `console` for people."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level written."""
+
+
+class CallgateConfig(Section):
+    """The whole configuration file."""
+
+    node: NodeConfig = NodeConfig()
+    """Node identity and data directory."""
+    daemon: DaemonConfig = DaemonConfig()
+    """Lifecycle settings."""
+    sip: SipConfig = SipConfig()
+    """SIP edge."""
+    media: MediaConfig = MediaConfig()
+    """PJSIP engine."""
+    store: StoreConfig = StoreConfig()
+    """Database."""
+    http: HttpConfig = HttpConfig()
+    """Admin HTTP listener."""
+    logging: LoggingConfig = LoggingConfig()
+    """Logging."""

@@ -1,0 +1,232 @@
+"""Daemon lifecycle: start-up, SIGHUP reload, SIGTERM drain, systemd notify."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.config.loader import ConfigError, load_config
+from gateway.config.models import CallgateConfig
+from gateway.http import AdminHttp
+from gateway.logs import configure_logging, get_logger
+from gateway.metrics import Metrics
+from gateway.reload import merge_reload
+from gateway.sdnotify import SystemdNotifier
+from gateway.sip.edge import SipEdge
+from gateway.store.database import Store, StoreError
+from media.engine import EngineError, EngineSettings, PjsipEngine
+
+_log = get_logger("daemon")
+
+
+class StartupError(Exception):
+    """Start-up cannot continue; the message tells the admin what to fix."""
+
+
+def engine_settings(config: CallgateConfig) -> EngineSettings:
+    m = config.media
+    return EngineSettings(
+        host=m.engine_host,
+        port=m.engine_port,
+        max_calls=m.max_calls,
+        media_threads=m.media_threads,
+        rtp_port_start=m.rtp_port_start,
+        rtp_port_range=m.rtp_port_range,
+        codecs=m.codecs,
+        log_level=m.log_level,
+    )
+
+
+class Daemon:
+    """One Callgate node: owns every component and their order of start and stop."""
+
+    def __init__(self, config: CallgateConfig, config_path: Path | None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.metrics = Metrics()
+        self.notifier = SystemdNotifier()
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self.store: Store | None = None
+        self.engine: PjsipEngine | None = None
+        self.edge: SipEdge | None = None
+        self.http: AdminHttp | None = None
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the process exit code."""
+        configure_logging(self.config.logging)
+        try:
+            await self._start()
+        except StartupError:
+            await self._shutdown()
+            raise
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        watchdog = asyncio.create_task(self._watchdog())
+        self.notifier.ready(f"serving on {self._describe_listeners()}")
+        _log.info("ready", node=self.config.node.name, listeners=self._describe_listeners())
+        await self._stop.wait()
+        self.notifier.stopping()
+        await self._drain()
+        watchdog.cancel()
+        await self._shutdown()
+        _log.info("stopped")
+        return 0
+
+    async def _start(self) -> None:
+        cfg = self.config
+        data_dir = cfg.node.data_dir
+        try:
+            (data_dir / "run").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot create data directory {data_dir}: {exc.strerror}; "
+                "set [node] data_dir to a writable directory"
+            ) from None
+        try:
+            self.store = await Store.open(cfg.store, data_dir)
+        except StoreError as exc:
+            raise StartupError(f"{exc}; check [store] url") from None
+        crashed = await self.store.begin_run(cfg.node.name, dt.datetime.now(dt.UTC))
+        if crashed:
+            _log.warning("previous_run_crashed", runs=crashed)
+        self.engine = PjsipEngine(engine_settings(cfg), asyncio.get_running_loop())
+        try:
+            info = await self.engine.start()
+        except EngineError as exc:
+            raise StartupError(f"{exc}; check [media] (engine_port, max_calls)") from None
+        _log.info(
+            "engine_started", version=info.version, sip_port=info.sip_port, codecs=list(info.codecs)
+        )
+        self.edge = SipEdge(cfg.sip, self.metrics, (info.sip_host, info.sip_port))
+        try:
+            await self.edge.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot open SIP listener: {exc.strerror or exc}; "
+                "change [sip] listen or stop the program using that port"
+            ) from None
+        self.http = AdminHttp(self.metrics, self.readiness)
+        try:
+            await self.http.start(cfg.http.host, cfg.http.port)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot open admin HTTP listener {cfg.http.host}:{cfg.http.port}: "
+                f"{exc.strerror or exc}; change [http] port"
+            ) from None
+        self._write_runtime_file()
+
+    def _describe_listeners(self) -> str:
+        assert self.edge is not None
+        return ", ".join(f"{b.transport}:{b.host}:{b.port}" for b in self.edge.bound)
+
+    def _write_runtime_file(self) -> None:
+        """Record actual ports (listeners may use port 0) for tools and tests."""
+        assert self.edge is not None and self.http is not None and self.engine is not None
+        assert self.engine.info is not None
+        state = {
+            "pid": os.getpid(),
+            "sip": [
+                {"transport": b.transport, "host": b.host, "port": b.port} for b in self.edge.bound
+            ],
+            "http": {"host": self.config.http.host, "port": self.http.port},
+            "engine": {"host": self.engine.info.sip_host, "port": self.engine.info.sip_port},
+        }
+        path = self.config.node.data_dir / "run" / "callgate.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+        tmp.replace(path)
+
+    async def readiness(self) -> dict[str, bool]:
+        """Checks behind /readyz; also feeds the up gauges."""
+        engine_ok = self.engine is not None and self.engine.alive(
+            time.monotonic(), self.config.daemon.engine_stall_timeout
+        )
+        store_ok = self.store is not None and await self.store.ping()
+        self.metrics.engine_up.set(1 if engine_ok else 0)
+        self.metrics.store_up.set(1 if store_ok else 0)
+        return {"engine": engine_ok, "store": store_ok}
+
+    async def _watchdog(self) -> None:
+        """Pet systemd's watchdog only while the engine thread is healthy."""
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            if self.engine is not None and self.engine.alive(
+                time.monotonic(), self.config.daemon.engine_stall_timeout
+            ):
+                self.notifier.watchdog()
+            else:
+                _log.error("engine_unhealthy_watchdog_withheld")
+            await asyncio.sleep(interval)
+
+    def _spawn_reload(self) -> None:
+        task = asyncio.create_task(self.reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> bool:
+        """Validate the config file anew; apply it only if it is valid as a whole."""
+        self.notifier.reloading()
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels(result="rejected").inc()
+            _log.error(
+                "config_reload_rejected",
+                problems=[str(p) for p in exc.problems],
+                hint="the previous configuration stays in force",
+            )
+            self.notifier.ready("reload rejected; previous configuration in force")
+            return False
+        merged, needs_restart = merge_reload(self.config, new)
+        if needs_restart:
+            _log.warning(
+                "config_reload_needs_restart",
+                keys=needs_restart,
+                hint="these settings keep their old values until a restart",
+            )
+        self.config = merged
+        configure_logging(merged.logging)
+        if self.edge is not None:
+            self.edge.reload(merged.sip)
+        self.metrics.config_reloads.labels(result="applied").inc()
+        _log.info("config_reloaded", source=str(self.config_path or "embedded defaults"))
+        self.notifier.ready("configuration reloaded")
+        return True
+
+    async def _drain(self) -> None:
+        """Refuse new work, let what is in progress finish up to the drain timeout."""
+        timeout = self.config.daemon.drain_timeout
+        _log.info("draining", timeout=timeout)
+        if self.edge is None:
+            return
+        self.edge.stop_accepting()
+        try:
+            await asyncio.wait_for(self.edge.idle.wait(), timeout)
+        except TimeoutError:
+            _log.warning("drain_timeout", remaining=self.edge.active_work())
+
+    async def _shutdown(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+        if self.edge is not None:
+            await self.edge.stop()
+        if self.engine is not None:
+            await self.engine.stop()
+        if self.store is not None:
+            try:
+                await self.store.end_run(dt.datetime.now(dt.UTC))
+            except SQLAlchemyError as exc:
+                _log.error("store_end_run_failed", error=str(exc))
+            await self.store.close()

@@ -1,0 +1,95 @@
+"""The project's own PJSIP build has what the gateway needs (not the 32-call PyPI wheels)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import socket
+from typing import Any
+
+import pytest
+
+from media.engine import EngineInfo, EngineSettings, PjsipEngine
+
+REQUIRED_CODECS = {"PCMU/8000/1", "PCMA/8000/1", "G722/16000/1", "opus/48000/2"}
+
+
+def _settings(**overrides: Any) -> EngineSettings:
+    base: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "max_calls": 4096,
+        "media_threads": 1,
+        "rtp_port_start": 40000,
+        "rtp_port_range": 2000,
+        "codecs": tuple(sorted(REQUIRED_CODECS)),
+        "log_level": 0,
+        "probe": True,
+    }
+    return EngineSettings(**{**base, **overrides})
+
+
+def test_pypi_wheels_are_not_installed() -> None:
+    for name in ("pjsua2-python", "pjsua2-pybind11"):
+        with pytest.raises(importlib.metadata.PackageNotFoundError):
+            importlib.metadata.distribution(name)
+
+
+async def test_engine_build_capabilities() -> None:
+    engine = PjsipEngine(_settings(), asyncio.get_running_loop())
+    info: EngineInfo = await engine.start()
+    try:
+        major, minor = (int(x) for x in info.version.split(".")[:2])
+        assert (major, minor) >= (2, 14), info.version
+        assert info.ioqueue == "epoll", info
+        assert set(info.codecs) == REQUIRED_CODECS, info.codecs
+        assert info.max_conf_ports >= 3 * 4096, info.max_conf_ports
+        assert info.sip_port > 0
+        # More calls than the stock PJSUA_MAX_CALLS (32) can exist at once.
+        placed = await engine.run(_place_calls(100))
+        assert placed == 100
+        await engine.run(lambda ep: ep.hangupAllCalls())
+    finally:
+        await engine.stop()
+    assert not engine.alive(0.0, 1.0)
+
+
+def _place_calls(count: int) -> Any:
+    """A command for the engine thread: place `count` calls to a silent UDP sink."""
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    target = f"sip:sink@127.0.0.1:{sink.getsockname()[1]}"
+
+    def command(ep: Any) -> int:
+        import pjsua2 as pj
+
+        account = pj.Account()
+        cfg = pj.AccountConfig()
+        cfg.idUri = "sip:capability@127.0.0.1"
+        account.create(cfg)
+        calls = []
+        try:
+            for _ in range(count):
+                call = pj.Call(account)
+                call.makeCall(target, pj.CallOpParam(True))
+                calls.append(call)
+        finally:
+            ep.hangupAllCalls()
+            sink.close()
+            # pjsua2 keeps raw pointers: keep the objects alive until the engine stops.
+            _keepalive.extend([account, *calls])
+        return len(calls)
+
+    return command
+
+
+_keepalive: list[Any] = []
+
+
+async def test_engine_start_failure_is_reported() -> None:
+    # The port is taken: libStart/transportCreate fails and start() says why.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        engine = PjsipEngine(_settings(port=busy.getsockname()[1]), asyncio.get_running_loop())
+        with pytest.raises(Exception, match="PJSIP engine failed to start"):
+            await engine.start()

@@ -1,0 +1,142 @@
+"""Run the real daemon as a subprocess on ephemeral ports and follow its JSON log."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BASE_CONFIG = """
+[node]
+name = "test"
+data_dir = "{data_dir}"
+
+[daemon]
+drain_timeout = {drain_timeout}
+
+[sip]
+server_header = "{server_header}"
+listen = [
+    {{ transport = "udp", host = "127.0.0.1", port = 0 }},
+    {{ transport = "tcp", host = "127.0.0.1", port = 0 }},
+]
+
+[http]
+host = "127.0.0.1"
+port = 0
+
+[logging]
+format = "json"
+level = "debug"
+"""
+
+
+def write_config(
+    path: Path,
+    data_dir: Path,
+    *,
+    server_header: str = "Callgate",
+    drain_timeout: float = 5.0,
+    extra: str = "",
+) -> Path:
+    path.write_text(
+        BASE_CONFIG.format(
+            data_dir=data_dir, server_header=server_header, drain_timeout=drain_timeout
+        )
+        + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+class DaemonProcess:
+    """`python -m gateway run --config FILE`, with its log events in a queue."""
+
+    def __init__(self, config: Path, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                self.events.put(event)
+        self.events.put({"event": "<exit>"})
+
+    def wait_event(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
+        """Block until the daemon logs `name` (or fail with its output)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                event = self.events.get(timeout=max(remaining, 0.01))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no {name!r} within {timeout}s; output:\n{''.join(self.lines)}"
+                ) from None
+            if event.get("event") == name:
+                return event
+            if event.get("event") == "<exit>":
+                raise AssertionError(
+                    f"daemon exited ({self.proc.wait()}) before {name!r}:\n{''.join(self.lines)}"
+                )
+
+    def runtime(self) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads(
+            (self.data_dir / "run" / "callgate.json").read_text(encoding="utf-8")
+        )
+        return state
+
+    def sip_port(self, transport: str = "udp") -> int:
+        return next(int(s["port"]) for s in self.runtime()["sip"] if s["transport"] == transport)
+
+    def http_url(self, path: str) -> str:
+        http = self.runtime()["http"]
+        return f"http://{http['host']}:{http['port']}{path}"
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return self.proc.returncode
+
+
+def started(config: Path, data_dir: Path) -> Iterator[DaemonProcess]:
+    daemon = DaemonProcess(config, data_dir)
+    try:
+        daemon.wait_event("ready", timeout=30)
+        yield daemon
+    finally:
+        daemon.stop()
