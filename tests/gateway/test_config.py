@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.config.loader import ConfigError, load_config, parse_config
 from gateway.config.locate import key_lines, line_of
-from gateway.config.models import CallgateConfig, SipListener
-from gateway.config.reference import render_reference
+from gateway.config.models import CallgateConfig
+from gateway.config.reference import nested_model, render_reference
 from gateway.config.secrets import SecretRef, SecretUnavailableError
+from gateway.config.sip import SipListener
 from gateway.reload import merge_reload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,16 +58,21 @@ def test_reference_doc_is_current() -> None:
 
 
 def test_every_field_is_documented() -> None:
-    def walk(model: type) -> None:
-        for name, field in model.model_fields.items():  # type: ignore[attr-defined]
-            assert field.description, f"{model.__name__}.{name} has no docstring"
+    seen: set[type] = set()
 
-    for section in (
-        CallgateConfig,
-        SipListener,
-        *[type(getattr(CallgateConfig(), name)) for name in CallgateConfig.model_fields],
-    ):
-        walk(section)
+    def walk(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        assert model.__doc__, model
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no docstring"
+            inner = nested_model(field.annotation)
+            if inner is not None:
+                walk(inner)
+
+    walk(CallgateConfig)
+    assert SipListener in seen and len(seen) > 10
 
 
 def test_all_problems_are_reported_at_once() -> None:
@@ -79,8 +86,13 @@ def test_all_problems_are_reported_at_once() -> None:
 
 
 def test_tls_listener_defaults_to_5061() -> None:
-    cfg = parse_config('[sip]\nlisten = [{ transport = "tls" }]\n', "c.toml")
+    cfg = parse_config(
+        '[sip]\nlisten = [{ transport = "tls", tls_cert = "c.pem", tls_key = "k.pem" }]\n',
+        "c.toml",
+    )
     assert cfg.sip.listen[0].port == 5061
+    with pytest.raises(ConfigError, match="needs tls_cert and tls_key"):
+        parse_config('[sip]\nlisten = [{ transport = "tls" }]\n', "c.toml")
 
 
 def test_unreadable_file_is_one_clear_problem(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Sans-IO SIP: message layer, digest authentication, registrar and edge policy."""

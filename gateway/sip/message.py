@@ -1,0 +1,306 @@
+"""SIP requests and responses: parsing, serialising, and building responses.
+
+`parse_message` takes one datagram (or, with `stream=True`, one exactly
+framed stream message) and either returns a fully validated message or
+raises `SipParseError` carrying the response to send. Structured values
+(From, To, Via, CSeq, ...) parsed during validation are cached on the
+message, so the accessors below cost nothing afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from gateway.sip.address import NameAddress, ViaHeader, parse_name_addr, parse_via
+from gateway.sip.errors import (
+    REQUEST_ENTITY_TOO_LARGE,
+    SipParseError,
+    bad_header,
+    bad_request,
+    missing_header,
+)
+from gateway.sip.fields import (
+    CSeq,
+    parse_call_id,
+    parse_content_length,
+    parse_cseq,
+    parse_delta_seconds,
+    parse_max_forwards,
+)
+from gateway.sip.headers import Headers
+from gateway.sip.limits import ParseLimits
+from gateway.sip.parser import SIP_VERSION, Head, parse_head
+from gateway.sip.uri import SipUri
+
+__all__ = [
+    "ParseLimits",
+    "SipMessage",
+    "SipRequest",
+    "SipResponse",
+    "call_id",
+    "contacts",
+    "content_length",
+    "cseq",
+    "expires",
+    "from_address",
+    "make_response",
+    "max_forwards",
+    "parse_message",
+    "request_uri",
+    "serialize",
+    "to_address",
+    "top_via",
+    "vias",
+]
+
+_T = TypeVar("_T")
+# Headers a message may carry at most once (RFC 4475 multi01, mcl01).
+_SINGLE = ("Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length")
+_MANDATORY = ("Call-ID", "CSeq", "From", "To")
+DEFAULT_LIMITS = ParseLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class SipRequest:
+    """A request. `uri` is the Request-URI exactly as received."""
+
+    method: str
+    uri: str
+    headers: Headers
+    body: bytes = b""
+    version: str = SIP_VERSION
+    cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SipResponse:
+    """A response."""
+
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+    version: str = SIP_VERSION
+    cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+
+SipMessage = SipRequest | SipResponse
+
+
+_MISSING = object()
+
+
+def _cached(msg: SipMessage, key: str, compute: Callable[[], _T]) -> _T:
+    value = msg.cache.get(key, _MISSING)
+    if value is _MISSING:
+        value = msg.cache[key] = compute()
+    return value  # type: ignore[return-value]
+
+
+def _required(msg: SipMessage, name: str) -> str:
+    value = msg.headers.get(name)
+    if value is None:
+        raise missing_header(name)
+    return value
+
+
+def call_id(msg: SipMessage) -> str:
+    """Call-ID (400 when missing or malformed)."""
+    return _cached(msg, "call-id", lambda: parse_call_id(_required(msg, "Call-ID")))
+
+
+def cseq(msg: SipMessage) -> CSeq:
+    """CSeq number and method."""
+    return _cached(msg, "cseq", lambda: parse_cseq(_required(msg, "CSeq")))
+
+
+def from_address(msg: SipMessage) -> NameAddress:
+    """Parsed From header."""
+    return _cached(msg, "from", lambda: parse_name_addr(_required(msg, "From"), "From"))
+
+
+def to_address(msg: SipMessage) -> NameAddress:
+    """Parsed To header."""
+    return _cached(msg, "to", lambda: parse_name_addr(_required(msg, "To"), "To"))
+
+
+def vias(msg: SipMessage) -> list[ViaHeader]:
+    """Every Via value, topmost first."""
+    return _cached(msg, "via", lambda: [parse_via(v) for v in msg.headers.get_all("Via")])
+
+
+def top_via(msg: SipMessage) -> ViaHeader:
+    """The topmost Via (400 when there is none)."""
+    all_vias = vias(msg)
+    if not all_vias:
+        raise missing_header("Via")
+    return all_vias[0]
+
+
+def contacts(msg: SipMessage) -> list[NameAddress]:
+    """Every Contact value (`*` included, see `NameAddress.is_wildcard`)."""
+    return _cached(
+        msg,
+        "contact",
+        lambda: [
+            parse_name_addr(v, "Contact", allow_wildcard=True)
+            for v in msg.headers.get_all("Contact")
+        ],
+    )
+
+
+def max_forwards(msg: SipMessage) -> int | None:
+    """Max-Forwards, None when absent (RFC 2543 peers omit it, RFC 4475 inv2543)."""
+    value = msg.headers.get("Max-Forwards")
+    return None if value is None else parse_max_forwards(value)
+
+
+def content_length(msg: SipMessage) -> int | None:
+    """Content-Length as received, None when absent."""
+    value = msg.headers.get("Content-Length")
+    return None if value is None else parse_content_length(value)
+
+
+def expires(msg: SipMessage) -> int | None:
+    """Expires header in seconds (clamped to 2**32-1), None when absent."""
+    value = msg.headers.get("Expires")
+    return None if value is None else parse_delta_seconds(value)
+
+
+def request_uri(msg: SipRequest) -> SipUri:
+    """The Request-URI parsed (sip/sips/tel; 400 "Bad URI" otherwise)."""
+    return _cached(msg, "request-uri", lambda: SipUri.parse(msg.uri))
+
+
+def _validate(msg: SipMessage) -> None:
+    """Header checks every element needs before transaction matching."""
+    index = msg.headers._lookup()
+    for name in _SINGLE:
+        positions = index.get(name.lower())
+        if positions is not None and len(positions) > 1:
+            raise bad_header(name, "appears more than once")
+    for name in _MANDATORY:
+        if name.lower() not in index:
+            raise missing_header(name)
+    number_method = cseq(msg)
+    if isinstance(msg, SipRequest) and number_method.method != msg.method:
+        raise bad_header("CSeq", "method does not match the Request-Line")  # mismatch01/02
+    call_id(msg)
+    from_address(msg)
+    to_address(msg)
+    if not vias(msg):
+        raise missing_header("Via")
+    max_forwards(msg)
+    contacts(msg)
+    expires(msg)
+
+
+def _build(head: Head, body: bytes) -> SipMessage:
+    msg: SipMessage
+    if head.is_request:
+        msg = SipRequest(head.method, head.uri, head.headers, body)
+    else:
+        msg = SipResponse(head.status, head.reason, head.headers, body)
+    _validate(msg)
+    return msg
+
+
+def too_large(detail: str, *, stream: bool) -> SipParseError:
+    """413 for an oversized message; on a stream the framing is lost too."""
+    return SipParseError(
+        REQUEST_ENTITY_TOO_LARGE, "Request Entity Too Large", detail=detail, close_connection=stream
+    )
+
+
+def parse_message(
+    data: bytes, limits: ParseLimits = DEFAULT_LIMITS, *, stream: bool = False
+) -> SipMessage:
+    """Parse one whole message.
+
+    Datagram rules (RFC 3261 §18.3): without Content-Length the body is the
+    rest of the datagram; a Content-Length beyond the data is 400; octets
+    after the declared body are discarded (RFC 4475 dblreq). With
+    `stream=True` Content-Length is mandatory and `data` must end with the body.
+    """
+    if len(data) > limits.max_message_bytes:
+        raise too_large(f"{len(data)} bytes", stream=stream)
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")  # keep-alive CRLFs before the start line (§7.5)
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        raise bad_request("Incomplete Message", "no blank line after the headers")
+    head = parse_head(data[:end], limits)
+    body_start = end + 4
+    available = len(data) - body_start
+    length_text = head.headers.get("Content-Length")
+    if length_text is None:
+        if stream:
+            raise missing_header("Content-Length")
+        return _build(head, data[body_start:])
+    length = parse_content_length(length_text)
+    if length > available:
+        raise bad_header("Content-Length", f"{length} exceeds the {available} body bytes")
+    if stream and length < available:
+        raise bad_request("Trailing Data", f"{available - length} bytes after the body")
+    return _build(head, data[body_start : body_start + length])
+
+
+def start_line(msg: SipMessage) -> str:
+    """Request-Line or Status-Line without CRLF."""
+    if isinstance(msg, SipRequest):
+        return f"{msg.method} {msg.uri} {msg.version}"
+    return f"{msg.version} {msg.status} {msg.reason}"
+
+
+def serialize(msg: SipMessage) -> bytes:
+    """Wire form; Content-Length always written and always equal to the body."""
+    lines = [start_line(msg)]
+    length = f"Content-Length: {len(msg.body)}"
+    wrote_length = False
+    for name, value in msg.headers.items():
+        if name == "Content-Length":
+            if not wrote_length:
+                lines.append(length)
+                wrote_length = True
+            continue
+        lines.append(f"{name}: {value}")
+    if not wrote_length:
+        lines.append(length)
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("utf-8", "surrogateescape") + msg.body
+
+
+def make_response(
+    request: SipRequest,
+    status: int,
+    reason: str,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> SipResponse:
+    """Response per RFC 3261 §8.2.6: Via, From, To, Call-ID, CSeq copied.
+
+    `to_tag` is added to To only when the request's To has no tag (an
+    in-dialog request keeps the dialog's tag); 100 Trying gets the request's
+    Timestamp echoed (§8.2.6.1).
+    """
+    out = Headers()
+    for name, value in request.headers.items():
+        if name == "Via":
+            out.add(name, value)
+    out.add("From", _required(request, "From"))
+    to_value = _required(request, "To")
+    if to_tag is not None and to_address(request).tag is None:
+        to_value = f"{to_value};tag={to_tag}"
+    out.add("To", to_value)
+    out.add("Call-ID", _required(request, "Call-ID"))
+    out.add("CSeq", _required(request, "CSeq"))
+    timestamp = request.headers.get("Timestamp")
+    if status == 100 and timestamp is not None:
+        out.add("Timestamp", timestamp)
+    for name, value in headers:
+        out.add(name, value)
+    return SipResponse(status, reason, out, body)
