@@ -19,7 +19,11 @@ from gateway.logs import configure_logging, get_logger
 from gateway.metrics import Metrics
 from gateway.reload import merge_reload
 from gateway.sdnotify import SystemdNotifier
+from gateway.sip.admission import AuthenticatedOnly
+from gateway.sip.directory import Directory, DirectoryError
 from gateway.sip.edge import SipEdge
+from gateway.sip.registrar import Binding, RegisterResult
+from gateway.store.bindings import BindingStore, BindingWriter
 from gateway.store.database import Store, StoreError
 from media.engine import EngineError, EngineSettings, PjsipEngine
 
@@ -58,6 +62,7 @@ class Daemon:
         self.engine: PjsipEngine | None = None
         self.edge: SipEdge | None = None
         self.http: AdminHttp | None = None
+        self.binding_writer: BindingWriter | None = None
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
@@ -107,9 +112,24 @@ class Daemon:
         _log.info(
             "engine_started", version=info.version, sip_port=info.sip_port, codecs=list(info.codecs)
         )
-        self.edge = SipEdge(cfg.sip, self.metrics, (info.sip_host, info.sip_port))
         try:
-            await self.edge.start()
+            directory = Directory.from_config(cfg.accounts, cfg.trunks)
+        except DirectoryError as exc:
+            raise StartupError(f"{exc}; fix [[accounts]]") from None
+        bindings = BindingStore(self.store)
+        restored = await bindings.load(time.time())
+        self.binding_writer = BindingWriter(bindings)
+        self.binding_writer.start()
+        self.edge = SipEdge(
+            cfg.sip,
+            self.metrics,
+            (info.sip_host, info.sip_port),
+            directory,
+            AuthenticatedOnly(),
+            bindings_sink=self._bindings_changed,
+        )
+        try:
+            await self.edge.start(restored)
         except OSError as exc:
             raise StartupError(
                 f"cannot open SIP listener: {exc.strerror or exc}; "
@@ -124,6 +144,14 @@ class Daemon:
                 f"{exc.strerror or exc}; change [http] port"
             ) from None
         self._write_runtime_file()
+
+    def _bindings_changed(self, result: RegisterResult | None, expired: list[Binding]) -> None:
+        assert self.binding_writer is not None and self.edge is not None
+        if result is not None:
+            self.binding_writer.record(result.updated, result.removed)
+        if expired:
+            self.binding_writer.record((), expired)
+        self.metrics.sip_bindings.set(len(self.edge.access.registrar))
 
     def _describe_listeners(self) -> str:
         assert self.edge is not None
@@ -190,6 +218,17 @@ class Daemon:
             self.notifier.ready("reload rejected; previous configuration in force")
             return False
         merged, needs_restart = merge_reload(self.config, new)
+        try:
+            directory = Directory.from_config(merged.accounts, merged.trunks)
+        except DirectoryError as exc:
+            self.metrics.config_reloads.labels(result="rejected").inc()
+            _log.error(
+                "config_reload_rejected",
+                problems=[str(exc)],
+                hint="the previous configuration stays in force",
+            )
+            self.notifier.ready("reload rejected; previous configuration in force")
+            return False
         if needs_restart:
             _log.warning(
                 "config_reload_needs_restart",
@@ -199,7 +238,7 @@ class Daemon:
         self.config = merged
         configure_logging(merged.logging)
         if self.edge is not None:
-            self.edge.reload(merged.sip)
+            self.edge.reload(merged.sip, directory)
         self.metrics.config_reloads.labels(result="applied").inc()
         _log.info("config_reloaded", source=str(self.config_path or "embedded defaults"))
         self.notifier.ready("configuration reloaded")
@@ -224,6 +263,11 @@ class Daemon:
             await self.edge.stop()
         if self.engine is not None:
             await self.engine.stop()
+        if self.binding_writer is not None:
+            try:
+                await self.binding_writer.close()
+            except SQLAlchemyError as exc:
+                _log.error("bindings_flush_failed", error=str(exc))
         if self.store is not None:
             try:
                 await self.store.end_run(dt.datetime.now(dt.UTC))

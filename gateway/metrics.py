@@ -32,5 +32,27 @@ class Metrics:
             registry=r,
         )
 
+        self.sip_dropped = Counter(
+            "callgate_sip_dropped",
+            "SIP packets/messages dropped by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.sip_forwarded = Counter(
+            "callgate_sip_forwarded",
+            "SIP requests forwarded (in: to the engine, out: public)",
+            ["direction"],
+            registry=r,
+        )
+        self.sip_auth_failures = Counter(
+            "callgate_sip_auth_failures", "Digest authentication failures", registry=r
+        )
+        self.sip_lockouts = Counter(
+            "callgate_sip_lockouts", "Sources locked out after repeated auth failures", registry=r
+        )
+        self.sip_bindings = Gauge(
+            "callgate_sip_bindings", "Registered contacts (bindings)", registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,10 +1,12 @@
-"""Base for every configuration section.
+"""Base for every configuration section, and validators shared by sections.
 
 Each section is one frozen pydantic model; unknown keys are errors (no silent
 typos) and each field's docstring becomes its entry in docs/configuration.md.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,3 +20,18 @@ class Section(BaseModel):
         use_attribute_docstrings=True,
         validate_default=True,
     )
+
+
+def check_port(value: int) -> int:
+    """0 means any free port (tests, ephemeral listeners)."""
+    if not 0 <= value <= 65535:
+        raise ValueError("a port is a number from 0 to 65535 (0 = any free port)")
+    return value
+
+
+def check_host(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from exc
+    return value

@@ -7,30 +7,15 @@ generated from them). Defaults are the embedded loopback configuration that
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config.base import Section
+from gateway.config.accounts import AccountConfig, TrunkConfig
+from gateway.config.base import Section, check_host, check_port
 from gateway.config.secrets import SecretRef
-
-Port = int  # 0 means "any free port" (tests, ephemeral listeners)
-
-
-def _check_port(value: int) -> int:
-    if not 0 <= value <= 65535:
-        raise ValueError("a port is a number from 0 to 65535 (0 = any free port)")
-    return value
-
-
-def _check_host(value: str) -> str:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from exc
-    return value
+from gateway.config.sip import SipConfig
 
 
 class NodeConfig(Section):
@@ -54,57 +39,12 @@ class DaemonConfig(Section):
     node reports not ready and stops petting the systemd watchdog."""
 
 
-class SipListener(Section):
-    """One SIP listening socket."""
-
-    transport: Literal["udp", "tcp", "tls"]
-    """Transport protocol (required: a listener says what it speaks)."""
-    host: str = "127.0.0.1"
-    """IPv4 or IPv6 address to bind."""
-    port: Port = 5060
-    """Port to bind (0 = any free port); when omitted 5060, or 5061 for `tls`."""
-
-    _host = field_validator("host")(_check_host)
-    _port = field_validator("port")(_check_port)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_port(cls, data: object) -> object:
-        if isinstance(data, dict) and "port" not in data and data.get("transport") == "tls":
-            return {**data, "port": 5061}
-        return data
-
-
-class SipConfig(Section):
-    """The SIP edge: public listeners and message handling."""
-
-    listen: tuple[SipListener, ...] = (
-        SipListener(transport="udp"),
-        SipListener(transport="tcp"),
-    )
-    """Listening sockets; each is `{ transport = "udp", host = "...", port = 5060 }`."""
-    server_header: str = "Callgate"
-    """Value of the Server / User-Agent header the edge sends."""
-    max_message_bytes: int = Field(default=65535, ge=1024, le=1_048_576)
-    """Largest SIP message accepted; larger ones get 413 (UDP) or a closed connection."""
-
-    @model_validator(mode="after")
-    def _unique_listeners(self) -> SipConfig:
-        seen: set[tuple[str, str, int]] = set()
-        for listener in self.listen:
-            key = (listener.transport, listener.host, listener.port)
-            if listener.port and key in seen:
-                raise ValueError(f"listener {key} is configured twice")
-            seen.add(key)
-        return self
-
-
 class MediaConfig(Section):
     """The PJSIP engine (own thread) that carries calls and media."""
 
     engine_host: str = "127.0.0.1"
     """Loopback address the engine's SIP transport binds; only the edge talks to it."""
-    engine_port: Port = 0
+    engine_port: int = 0
     """Engine SIP port (0 = any free port)."""
     max_calls: int = Field(default=4096, ge=1, le=4096)
     """Most simultaneous pjsua calls (legs); the build's limit is 4096."""
@@ -119,8 +59,8 @@ class MediaConfig(Section):
     log_level: int = Field(default=1, ge=0, le=6)
     """PJSIP's own log verbosity (0 = none, 6 = everything)."""
 
-    _host = field_validator("engine_host")(_check_host)
-    _port = field_validator("engine_port")(_check_port)
+    _host = field_validator("engine_host")(check_host)
+    _port = field_validator("engine_port")(check_port)
 
     @model_validator(mode="after")
     def _rtp_range_fits(self) -> MediaConfig:
@@ -155,11 +95,11 @@ class HttpConfig(Section):
 
     host: str = "127.0.0.1"
     """Address to bind; keep it on loopback or a management network."""
-    port: Port = 8080
+    port: int = 8080
     """Port to bind (0 = any free port)."""
 
-    _host = field_validator("host")(_check_host)
-    _port = field_validator("port")(_check_port)
+    _host = field_validator("host")(check_host)
+    _port = field_validator("port")(check_port)
 
 
 class LoggingConfig(Section):
@@ -188,3 +128,16 @@ class CallgateConfig(Section):
     """Admin HTTP listener."""
     logging: LoggingConfig = LoggingConfig()
     """Logging."""
+    accounts: tuple[AccountConfig, ...] = ()
+    """Accounts (softphones, customers): `[[accounts]]` entries."""
+    trunks: tuple[TrunkConfig, ...] = ()
+    """SIP trunks (carriers, PBXs): `[[trunks]]` entries."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CallgateConfig:
+        for kind, items in (("account", self.accounts), ("trunk", self.trunks)):
+            names = [item.name for item in items]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{kind} names must be unique: {', '.join(duplicates)}")
+        return self

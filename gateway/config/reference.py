@@ -73,7 +73,7 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
+def nested_model(annotation: Any) -> type[BaseModel] | None:
     """The model inside `X`, `tuple[X, ...]` or `X | None`, if any (not secrets)."""
     candidates = [annotation, *typing.get_args(annotation)]
     for candidate in candidates:
@@ -96,7 +96,7 @@ def _section(
     nested: list[tuple[str, type[BaseModel], bool]] = []
     for name, field in model.model_fields.items():
         out.append(_row(name, field, title, restart))
-        inner = _nested_model(field.annotation)
+        inner = nested_model(field.annotation)
         if inner is not None:
             is_array = typing.get_origin(field.annotation) is tuple
             nested.append((f"{title}.{name}", inner, is_array))
@@ -124,7 +124,7 @@ def render_reference() -> str:
     restart = {section if key is None else f"{section}.{key}" for section, key in RESTART_ONLY}
     out = [_HEADER]
     for name, field in CallgateConfig.model_fields.items():
-        model = _nested_model(field.annotation)
+        model = nested_model(field.annotation)
         assert model is not None, f"top-level key {name} must be a section"
         _section(name, model, restart, out)
     return "\n".join(out).rstrip() + "\n"

@@ -1,37 +1,92 @@
-"""The SIP edge: owns the public SIP sockets and answers or admits each request."""
+"""The SIP edge: owns the public SIP sockets, answers what it owns, admits the rest.
+
+Public side: softphones and trunks over UDP/TCP/TLS. Inside: one loopback
+UDP socket towards the engine (or a configured upstream). Requests are
+forwarded statelessly with the edge's Via and Record-Route; the edge answers
+OPTIONS and REGISTER itself and challenges or refuses what it cannot admit.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.config.models import SipConfig, SipListener
+from gateway.config.sip import SipConfig, SipListener
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.sip.access import AccessControl, Answer
+from gateway.sip.address import parse_via
+from gateway.sip.admission import AdmissionPolicy, AdmissionRequest, Reject
+from gateway.sip.directory import Directory
 from gateway.sip.errors import SipParseError
 from gateway.sip.limits import ParseLimits
-from gateway.sip.message import SipRequest, SipResponse, make_response, serialize
+from gateway.sip.lockout import PacketRateLimiter
+from gateway.sip.message import (
+    SipRequest,
+    SipResponse,
+    cseq,
+    from_address,
+    make_response,
+    request_uri,
+    serialize,
+    to_address,
+)
+from gateway.sip.proxy import (
+    Hop,
+    Interface,
+    TooManyHops,
+    forward_request,
+    forward_response,
+    next_hop_for_request,
+)
+from gateway.sip.registrar import Binding, RegisterResult
 from gateway.sip.rejection import response_for
 from gateway.sip.transport import (
     Address,
+    Connections,
     Peer,
     StreamConnection,
     UdpEndpoint,
+    client_tls_context,
+    connect_stream,
     open_stream,
     open_udp,
+    server_tls_context,
 )
 
 _log = get_logger("sip.edge")
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, REFER, NOTIFY"
-_STREAM_IDLE_TIMEOUT = 300.0
+ALLOW = (
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, REFER, NOTIFY, SUBSCRIBE"
+)
+# New requests that need an authenticated caller and an admission decision.
+_ADMITTED_METHODS = frozenset({"INVITE", "MESSAGE", "SUBSCRIBE", "REFER", "NOTIFY", "PUBLISH"})
+_IDENTITY_HEADERS = ("P-Asserted-Identity", "P-Preferred-Identity", "Identity", "Privacy")
+
+BindingSink = Callable[[RegisterResult | None, list[Binding]], None]
+"""Receives registrar changes (a REGISTER's result, or swept bindings) for persistence."""
 
 
 def stateless_tag(request: SipRequest) -> str:
-    """A To tag that is the same for every retransmission (§8.2.6.2, no state kept)."""
-    seed = "\0".join(request.headers.get(h) or "" for h in ("Call-ID", "From", "CSeq", "Via"))
+    """A To tag that is the same for every retransmission and for the ACK (§8.2.6.2, §17.1.1.3).
+
+    Built from fields the INVITE and its ACK share, so the edge recognises
+    the ACK of a response it generated without keeping state.
+    """
+    via = request.headers.get("Via") or ""
+    branch = parse_via(via).branch if via else None
+    number = cseq(request)[0]
+    seed = "\0".join(
+        (
+            request.headers.get("Call-ID") or "",
+            from_address(request).tag or "",
+            str(number),
+            branch or "",
+        )
+    )
     return hashlib.blake2s(seed.encode(), digest_size=8).hexdigest()
 
 
@@ -45,26 +100,58 @@ class BoundListener:
 
 
 class SipEdge:
-    """Parses, answers what it owns (OPTIONS), and refuses what it cannot take."""
+    """The edge adapter: sockets, timers and the wiring of the pure pieces."""
 
-    def __init__(self, config: SipConfig, metrics: Metrics, engine: Address) -> None:
+    def __init__(
+        self,
+        config: SipConfig,
+        metrics: Metrics,
+        engine: Address,
+        directory: Directory,
+        admission: AdmissionPolicy,
+        *,
+        bindings_sink: BindingSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.metrics = metrics
-        self.engine = engine
+        self.upstream = _upstream(config, engine)
+        self.directory = directory
+        self.admission = admission
+        self._clock = clock
+        self._bindings_sink = bindings_sink
+        self.access = AccessControl(config, directory, self._reply_with, metrics)
+        self._flood = PacketRateLimiter(
+            config.protection.packet_rate,
+            config.protection.packet_burst,
+            config.protection.max_tracked_sources,
+        )
+        self._secret = hashlib.blake2s(str(id(self)).encode() + repr(clock()).encode()).digest()
         self.bound: list[BoundListener] = []
         self.accepting = True
         self.idle = asyncio.Event()  # set while no dialog or transaction is in progress
         self.idle.set()
-        self._closers: list[Callable[[], None]] = []
+        self.connections: Connections = {}
+        self._udp: list[UdpEndpoint] = []
+        self._public: list[Interface] = []
+        self._internal: UdpEndpoint | None = None
+        self._internal_iface: Interface | None = None
         self._servers: list[asyncio.Server] = []
-        self._handlers: dict[str, Callable[[SipRequest, Peer], SipResponse | None]] = {
-            "OPTIONS": self._options,
-        }
+        self._closers: list[Callable[[], None]] = []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------
 
     def _limits(self) -> ParseLimits:
-        return ParseLimits(max_message_bytes=self.config.max_message_bytes)
+        return ParseLimits(
+            max_message_bytes=self.config.max_message_bytes,
+            max_headers=self.config.protection.max_headers,
+        )
 
-    async def start(self) -> None:
+    async def start(self, restored: list[Binding] | None = None) -> None:
+        if restored:
+            count = self.access.registrar.restore(restored, self._clock())
+            _log.info("registrations_restored", bindings=count)
         for listener in self.config.listen:
             try:
                 port = await self._open(listener)
@@ -74,50 +161,89 @@ class SipEdge:
                     exc.errno, f"{listener.transport} {listener.host}:{listener.port}: {reason}"
                 ) from exc
             self.bound.append(BoundListener(listener.transport, listener.host, port))
+            self._public.append(Interface(listener.transport, listener.host, port))
+        internal = UdpEndpoint(
+            self._limits(), self.on_internal_message, self.on_bad_message, lambda _ip: True
+        )
+        transport = await open_udp(self.upstream[0], 0, internal)
+        self._closers.append(transport.close)
+        self._internal = internal
+        host, port = transport.get_extra_info("sockname")[:2]
+        self._internal_iface = Interface("udp", str(host), int(port))
+        self._sweeper = asyncio.create_task(self._sweep_loop())
 
     async def _open(self, listener: SipListener) -> int:
         """Bind one listener; return the port it got."""
         if listener.transport == "udp":
-            endpoint = UdpEndpoint(self._limits(), self.on_message, self.on_bad_message)
+            endpoint = UdpEndpoint(
+                self._limits(), self.on_message, self.on_bad_message, self._allow_packet
+            )
             transport = await open_udp(listener.host, listener.port, endpoint)
             self._closers.append(transport.close)
+            self._udp.append(endpoint)
             return int(transport.get_extra_info("sockname")[1])
-        if listener.transport == "tcp":
-            server = await open_stream(
-                listener.host,
-                listener.port,
-                lambda: StreamConnection(
-                    "tcp",
-                    self._limits(),
-                    self.on_message,
-                    self.on_bad_message,
-                    _STREAM_IDLE_TIMEOUT,
-                ),
-            )
-            self._servers.append(server)
-            return int(server.sockets[0].getsockname()[1])
-        raise OSError(f"transport {listener.transport} is not available yet")
+        tls = None
+        if listener.transport == "tls":
+            assert listener.tls_cert is not None and listener.tls_key is not None
+            tls = server_tls_context(str(listener.tls_cert), str(listener.tls_key))
+        server = await open_stream(
+            listener.host, listener.port, lambda: self._stream(listener.transport), tls
+        )
+        self._servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
 
-    def reload(self, config: SipConfig) -> None:
+    def _stream(self, transport: str) -> StreamConnection:
+        return StreamConnection(
+            transport,
+            self._limits(),
+            self.on_message,
+            self.on_bad_message,
+            self._allow_packet,
+            self.config.protection.stream_idle_timeout,
+            self.connections,
+        )
+
+    def reload(self, config: SipConfig, directory: Directory) -> None:
         """Apply live-changeable settings (listeners stay as bound)."""
         self.config = config
+        self.directory = directory
+        self.access.update(config, directory)
 
     def stop_accepting(self) -> None:
         """Drain: new dialogs are refused with 503 from now on."""
         self.accepting = False
 
     def active_work(self) -> int:
-        """Dialogs or transactions in progress that a drain waits for."""
+        """Dialogs or transactions in progress that a drain waits for (none kept here)."""
         return 0
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for close in self._closers:
             close()
+        for connection in list(self.connections.values()):
+            connection.close()
         for server in self._servers:
             server.close()
             await server.wait_closed()
 
-    # --- message handling ----------------------------------------------------
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.registrar.sweep_interval)
+            expired = self.access.registrar.sweep(self._clock())
+            if expired:
+                _log.info("registrations_expired", count=len(expired))
+                if self._bindings_sink is not None:
+                    self._bindings_sink(None, expired)
+
+    # --- receiving -------------------------------------------------------------
+
+    def _allow_packet(self, ip: str) -> bool:
+        if self._flood.allow(ip, time.monotonic()):
+            return True
+        self.metrics.sip_dropped.labels(reason="flood").inc()
+        return False
 
     def on_bad_message(self, error: SipParseError, data: bytes, peer: Peer) -> None:
         self.metrics.sip_bad_messages.labels(transport=peer.transport).inc()
@@ -131,29 +257,189 @@ class SipEdge:
         if peer.transport == "udp":
             response = response_for(error, data)
             if response is not None:
-                self._send(peer, response)
+                self._send_to_peer(peer, response)
 
     def on_message(self, message: SipRequest | SipResponse, peer: Peer) -> None:
-        if isinstance(message, SipResponse):
-            return  # nothing forwarded yet, so no response can match
-        self.metrics.sip_requests.labels(method=message.method).inc()
-        if message.method == "ACK":
-            return
-        handler = self._handlers.get(message.method)
-        response: SipResponse | None
-        if handler is None:
-            response = self._reply(message, 501, "Not Implemented")
-        elif not self.accepting and message.method == "INVITE":
-            response = self._reply(
-                message, 503, "Service Unavailable", extra=(("Retry-After", "30"),)
-            )
-        else:
-            response = handler(message, peer)
-        if response is not None:
-            self._send(peer, response)
+        """A message from the public side."""
+        try:
+            if isinstance(message, SipResponse):
+                self._public_response(message)
+            else:
+                self._public_request(message, peer)
+        except SipParseError as exc:
+            # A header the parser accepted lazily turned out malformed.
+            self.on_bad_message(exc, b"", peer)
+            if isinstance(message, SipRequest) and message.method != "ACK":
+                self._send_to_peer(peer, self._reply_with(message, exc.status, exc.reason, ()))
 
-    def _reply(
-        self, request: SipRequest, status: int, reason: str, extra: tuple[tuple[str, str], ...] = ()
+    def on_internal_message(self, message: SipRequest | SipResponse, peer: Peer) -> None:
+        """A message from the engine/upstream side."""
+        if peer.address != self.upstream:
+            self.metrics.sip_dropped.labels(reason="internal_source").inc()
+            return
+        try:
+            if isinstance(message, SipResponse):
+                self._internal_response(message)
+            else:
+                self._internal_request(message, peer)
+        except SipParseError as exc:
+            _log.warning("upstream_bad_message", status=exc.status, reason=exc.reason)
+
+    def _public_request(self, request: SipRequest, peer: Peer) -> None:
+        self.metrics.sip_requests.labels(method=request.method).inc()
+        user_agent = (request.headers.get("User-Agent") or "").lower()
+        if user_agent and any(
+            bad.lower() in user_agent for bad in self.config.protection.user_agent_blocklist
+        ):
+            self.metrics.sip_dropped.labels(reason="user_agent").inc()
+            return
+        method = request.method
+        in_dialog = to_address(request).tag is not None
+        if method == "ACK":
+            if to_address(request).tag == stateless_tag(request):
+                return  # ACK of a non-2xx we generated ourselves: absorbed here
+            self._to_upstream(request, peer)
+        elif method == "CANCEL" or (in_dialog and method != "REGISTER"):
+            self._to_upstream(request, peer)
+        elif method == "REGISTER":
+            now = self._clock()
+            response, result = self.access.register(request, peer.transport, peer.address, now, now)
+            self._send_to_peer(peer, response)
+            if result is not None and self._bindings_sink is not None:
+                self._bindings_sink(result, [])
+        elif method == "OPTIONS" and request_uri(request).user is None:
+            self._send_to_peer(peer, self._options(request))
+        elif method in _ADMITTED_METHODS or method == "OPTIONS":
+            self._admit(request, peer)
+        else:
+            self._send_to_peer(
+                peer, self._reply_with(request, 405, "Method Not Allowed", (("Allow", ALLOW),))
+            )
+
+    def _admit(self, request: SipRequest, peer: Peer) -> None:
+        if request.method == "INVITE" and not self.accepting:
+            self._send_to_peer(
+                peer,
+                self._reply_with(request, 503, "Service Unavailable", (("Retry-After", "30"),)),
+            )
+            return
+        now = self._clock()
+        trunk = self.directory.trunk_for(peer.address[0])
+        account = None
+        if trunk is None:
+            verdict = self.access.authenticate(request, peer.address, now, proxy=True)
+            if isinstance(verdict, Answer):
+                self._send_to_peer(peer, verdict.response)
+                return
+            account = verdict.account
+        decision = self.admission.admit(
+            AdmissionRequest(
+                method=request.method,
+                account=account,
+                trunk=trunk,
+                source=peer.address,
+                request_uri=request.uri,
+                from_uri=from_address(request).uri,
+                to_uri=to_address(request).uri,
+                identity={h: v for h in _IDENTITY_HEADERS if (v := request.headers.get(h))},
+            ),
+            now,
+        )
+        if isinstance(decision, Reject):
+            self._send_to_peer(
+                peer, self._reply_with(request, decision.status, decision.reason, decision.headers)
+            )
+            return
+        self._to_upstream(request, peer)
+
+    def _to_upstream(self, request: SipRequest, peer: Peer) -> None:
+        assert self._internal is not None and self._internal_iface is not None
+        incoming = self._iface_for(peer.transport, peer.address[0])
+        try:
+            forwarded = forward_request(
+                request,
+                peer.address,
+                outgoing=self._internal_iface,
+                incoming=incoming,
+                interfaces=(self._internal_iface, *self._public),
+                secret=self._secret,
+            )
+        except TooManyHops:
+            if request.method != "ACK":
+                self._send_to_peer(peer, self._reply_with(request, 483, "Too Many Hops", ()))
+            return
+        self.metrics.sip_forwarded.labels(direction="in").inc()
+        self._internal.sendto(serialize(forwarded), self.upstream)
+
+    def _internal_request(self, request: SipRequest, peer: Peer) -> None:
+        assert self._internal_iface is not None
+        probe = next_hop_for_request(request, "udp")
+        outgoing = self._iface_for(probe.transport, probe.host)
+        try:
+            forwarded = forward_request(
+                request,
+                peer.address,
+                outgoing=outgoing,
+                incoming=self._internal_iface,
+                interfaces=(self._internal_iface, *self._public),
+                secret=self._secret,
+            )
+        except TooManyHops:
+            return
+        hop = next_hop_for_request(forwarded, "udp")
+        self.metrics.sip_forwarded.labels(direction="out").inc()
+        self._send_to_hop(hop, serialize(forwarded))
+
+    def _public_response(self, response: SipResponse) -> None:
+        routed = forward_response(response)
+        if routed is None or (routed[1].host, routed[1].port) != self.upstream:
+            self.metrics.sip_dropped.labels(reason="stray_response").inc()
+            return
+        assert self._internal is not None
+        self._internal.sendto(serialize(routed[0]), self.upstream)
+
+    def _internal_response(self, response: SipResponse) -> None:
+        routed = forward_response(response)
+        if routed is None:
+            self.metrics.sip_dropped.labels(reason="stray_response").inc()
+            return
+        out, hop = routed
+        self._send_to_hop(hop, serialize(out))
+
+    # --- sending ---------------------------------------------------------------
+
+    def _iface_for(self, transport: str, host: str) -> Interface:
+        v6 = ":" in host
+        for iface in self._public:
+            if iface.transport == transport and (":" in iface.host) == v6:
+                return iface
+        return self._public[0]
+
+    def _send_to_peer(self, peer: Peer, response: SipResponse) -> None:
+        self.metrics.sip_responses_sent.labels(status=str(response.status)).inc()
+        peer.send(serialize(response))
+
+    def _send_to_hop(self, hop: Hop, payload: bytes) -> None:
+        if hop.transport == "udp":
+            v6 = ":" in hop.host
+            for endpoint, iface in zip(
+                self._udp, (i for i in self._public if i.transport == "udp"), strict=False
+            ):
+                if (":" in iface.host) == v6:
+                    endpoint.sendto(payload, (hop.host, hop.port))
+                    return
+            self.metrics.sip_dropped.labels(reason="no_route").inc()
+            return
+        connection = self.connections.get((hop.transport, hop.host, hop.port))
+        if connection is None:
+            connection = self._stream(hop.transport)
+            tls = client_tls_context() if hop.transport == "tls" else None
+            task = asyncio.create_task(connect_stream(hop.host, hop.port, connection, tls))
+            task.add_done_callback(_log_connect_failure)
+        connection.send(payload)
+
+    def _reply_with(
+        self, request: SipRequest, status: int, reason: str, extra: tuple[tuple[str, str], ...]
     ) -> SipResponse:
         return make_response(
             request,
@@ -163,20 +449,28 @@ class SipEdge:
             headers=(("Server", self.config.server_header), *extra),
         )
 
-    def _send(self, peer: Peer, response: SipResponse) -> None:
-        self.metrics.sip_responses_sent.labels(status=str(response.status)).inc()
-        peer.send(serialize(response))
-
-    def _options(self, request: SipRequest, _peer: Peer) -> SipResponse:
+    def _options(self, request: SipRequest) -> SipResponse:
         """OPTIONS to the gateway itself: capabilities, and a liveness probe for trunks."""
-        return self._reply(
+        return self._reply_with(
             request,
             200,
             "OK",
-            extra=(
+            (
                 ("Allow", ALLOW),
                 ("Accept", "application/sdp"),
                 ("Supported", "path, replaces, timer"),
                 ("Accept-Language", "en"),
             ),
         )
+
+
+def _upstream(config: SipConfig, engine: Address) -> Address:
+    if config.upstream is None:
+        return engine
+    host, _, port = config.upstream.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _log_connect_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        _log.warning("sip_connect_failed", error=str(exc))

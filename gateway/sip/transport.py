@@ -1,13 +1,15 @@
-"""asyncio adapters for SIP over UDP and TCP: bytes in, `SipEdge` decides, bytes out.
+"""asyncio adapters for SIP over UDP, TCP and TLS: bytes in, the edge decides, bytes out.
 
 Protocol work happens in the sans-IO layer (`message`, `framing`); these
-classes only move bytes, and a bad message never raises out of them.
+classes only move bytes. A bad message never raises out of them: it is
+handed to the error callback, and a stream that lost framing is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -31,34 +33,43 @@ class Peer:
 
 MessageHandler = Callable[[SipRequest | SipResponse, Peer], None]
 ErrorHandler = Callable[[SipParseError, bytes, Peer], None]
+PacketGate = Callable[[str], bool]
+"""Called with the source IP before any parsing; False drops the packet."""
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
     """One UDP socket: each datagram is one message."""
 
     def __init__(
-        self, limits: ParseLimits, on_message: MessageHandler, on_error: ErrorHandler
+        self,
+        limits: ParseLimits,
+        on_message: MessageHandler,
+        on_error: ErrorHandler,
+        gate: PacketGate,
     ) -> None:
         self._limits = limits
         self._on_message = on_message
         self._on_error = on_error
+        self._gate = gate
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
         self.transport = cast(asyncio.DatagramTransport, transport)
 
+    def sendto(self, payload: bytes, address: Address) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(payload, address)
+
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         address = (str(addr[0]), int(addr[1]))
-        transport = self.transport
-        assert transport is not None
+        if not self._gate(address[0]) or is_keepalive(data):
+            return
 
         def send(payload: bytes) -> None:
-            transport.sendto(payload, address)
+            self.sendto(payload, address)
 
         peer = Peer("udp", address, send)
-        if is_keepalive(data):
-            return
         try:
             message = parse_message(data, self._limits)
         except SipParseError as exc:
@@ -66,9 +77,16 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             return
         self._on_message(message, peer)
 
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP unreachable for one peer says nothing about the others
+
+
+Connections = dict[tuple[str, str, int], "StreamConnection"]
+"""Open stream connections by (transport, peer ip, peer port)."""
+
 
 class StreamConnection(asyncio.Protocol):
-    """One TCP (or TLS) connection framed by Content-Length; idle ones are closed."""
+    """One TCP or TLS connection framed by Content-Length; idle ones are closed."""
 
     def __init__(
         self,
@@ -76,25 +94,36 @@ class StreamConnection(asyncio.Protocol):
         limits: ParseLimits,
         on_message: MessageHandler,
         on_error: ErrorHandler,
+        gate: PacketGate,
         idle_timeout: float,
+        registry: Connections,
     ) -> None:
         self._name = name
         self._framer = StreamFramer(limits)
         self._on_message = on_message
         self._on_error = on_error
+        self._gate = gate
         self._idle_timeout = idle_timeout
+        self._registry = registry
         self._transport: asyncio.Transport | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._peer: Peer | None = None
+        self._pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         host, port = transport.get_extra_info("peername")[:2]
-        self._peer = Peer(self._name, (str(host), int(port)), self._send)
+        self._peer = Peer(self._name, (str(host), int(port)), self.send)
+        self._registry[(self._name, str(host), int(port))] = self
         self._rearm()
+        for payload in self._pending:
+            self.send(payload)
+        self._pending.clear()
 
-    def _send(self, payload: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
+    def send(self, payload: bytes) -> None:
+        if self._transport is None:
+            self._pending.append(payload)  # outbound connection still opening
+        elif not self._transport.is_closing():
             self._transport.write(payload)
 
     def _rearm(self) -> None:
@@ -105,24 +134,51 @@ class StreamConnection(asyncio.Protocol):
             self._idle = loop.call_later(self._idle_timeout, self._transport.close)
 
     def data_received(self, data: bytes) -> None:
-        assert self._peer is not None and self._transport is not None
+        peer, transport = self._peer, self._transport
+        if peer is None or transport is None:
+            return
+        if not self._gate(peer.address[0]):
+            return
         self._rearm()
         try:
             messages = self._framer.feed(data)
         except SipParseError as exc:
-            self._on_error(exc, data, self._peer)
-            self._transport.close()  # a stream cannot resynchronise after bad framing
+            self._on_error(exc, data, peer)
+            transport.close()  # a stream cannot resynchronise after bad framing
             return
         if self._framer.pings:
             # RFC 5626 §3.5.1: answer a double-CRLF ping with a single CRLF pong.
-            self._send(b"\r\n" * self._framer.take_pings())
+            self.send(b"\r\n" * self._framer.take_pings())
         for message in messages:
-            self._on_message(message, self._peer)
+            self._on_message(message, peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:
             self._idle.cancel()
+        if self._peer is not None:
+            key = (self._name, *self._peer.address)
+            if self._registry.get(key) is self:
+                del self._registry[key]
         self._transport = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """TLS 1.2+ server context; SIP clients rarely present certificates."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def client_tls_context() -> ssl.SSLContext:
+    """Context for connections the edge opens (verified against system CAs)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 async def open_udp(host: str, port: int, endpoint: UdpEndpoint) -> asyncio.DatagramTransport:
@@ -135,7 +191,16 @@ async def open_udp(host: str, port: int, endpoint: UdpEndpoint) -> asyncio.Datag
 
 
 async def open_stream(
-    host: str, port: int, factory: Callable[[], StreamConnection]
+    host: str, port: int, factory: Callable[[], StreamConnection], tls: ssl.SSLContext | None = None
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-    return await loop.create_server(factory, host, port, reuse_address=True)
+    return await loop.create_server(factory, host, port, reuse_address=True, ssl=tls)
+
+
+async def connect_stream(
+    host: str, port: int, connection: StreamConnection, tls: ssl.SSLContext | None = None
+) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.create_connection(
+        lambda: connection, host, port, ssl=tls, server_hostname=host if tls else None
+    )

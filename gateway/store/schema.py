@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -14,4 +14,22 @@ node_runs = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     # NULL after a crash: the next start sees which run ended uncleanly.
     Column("stopped_at", DateTime(timezone=True), nullable=True),
+)
+
+sip_bindings = Table(
+    "sip_bindings",
+    metadata,
+    Column("aor", String(512), primary_key=True),
+    # "i:<instance>:<reg-id>" for RFC 5626 contacts, else "u:<contact uri>".
+    Column("binding_key", String(1024), primary_key=True),
+    Column("contact_uri", String(1024), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("q", Float, nullable=False),
+    Column("call_id", String(256), nullable=False),
+    Column("cseq", Integer, nullable=False),
+    Column("received", String(128), nullable=True),
+    Column("instance_id", String(256), nullable=True),
+    Column("reg_id", Integer, nullable=True),
+    Column("user_agent", String(256), nullable=True),
+    Column("path", Text, nullable=True),
 )

@@ -1,0 +1,184 @@
+"""Stateless forwarding between the public side and the engine (RFC 3261 §16.11, RFC 3581).
+
+Pure functions: they take a message and the edge's addresses and return the
+message to send and where to send it. No state is kept per transaction, so a
+retransmission is forwarded the same way (the branch is derived, not random).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.sip.address import parse_name_addr, parse_via
+from gateway.sip.errors import SipParseError
+from gateway.sip.grammar import split_list
+from gateway.sip.headers import Headers
+from gateway.sip.message import SipRequest, SipResponse, call_id, cseq, from_address, to_address
+from gateway.sip.uri import SipUri
+
+MAGIC_COOKIE = "z9hG4bK"
+# Our branches carry this mark so responses to them are recognised.
+EDGE_BRANCH = MAGIC_COOKIE + "cg"
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+
+@dataclass(frozen=True)
+class Hop:
+    """Where a message goes next: transport and address."""
+
+    transport: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Interface:
+    """One side of the edge as peers see it (for Via and Record-Route)."""
+
+    transport: str
+    host: str
+    port: int
+
+    def uri(self, side: str) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        transport = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"<sip:{host}:{self.port}{transport};lr;cg={side}>"
+
+    def via(self, branch: str) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"SIP/2.0/{self.transport.upper()} {host}:{self.port};branch={branch};rport"
+
+
+class TooManyHops(Exception):
+    """Max-Forwards reached 0: answer 483 (RFC 3261 §16.3 step 2)."""
+
+
+def edit_first(headers: Headers, name: str, edit: Callable[[list[str]], list[str]]) -> Headers:
+    """Apply `edit` to the values of the first `name` field (a comma list).
+
+    `edit([])` is used when there is no such field; an empty result drops it.
+    """
+    fields = headers.items()
+    key = name.lower()
+    for index, (field_name, value) in enumerate(fields):
+        if field_name.lower() == key:
+            values = edit(split_list(value))
+            replacement = [(field_name, ", ".join(values))] if values else []
+            return Headers(fields[:index] + replacement + fields[index + 1 :])
+    values = edit([])
+    return Headers([(name, ", ".join(values)), *fields]) if values else headers
+
+
+def stamp_received(headers: Headers, source: tuple[str, int]) -> Headers:
+    """Add received/rport to the top Via (RFC 3261 §18.2.1, RFC 3581 §4)."""
+
+    def edit(values: list[str]) -> list[str]:
+        if not values:
+            return values
+        via = parse_via(values[0])
+        if via.has_rport:
+            via.params["rport"] = str(source[1])
+            via.params["received"] = source[0]
+        elif via.host.strip("[]") != source[0]:
+            via.params["received"] = source[0]
+        return [str(via), *values[1:]]
+
+    return edit_first(headers, "Via", edit)
+
+
+def derive_branch(request: SipRequest, secret: bytes) -> str:
+    """Same input branch -> same output branch (needed for CANCEL and ACK to match)."""
+    top = request.headers.get("Via") or ""
+    branch = parse_via(top).branch if top else None
+    if branch and branch.startswith(MAGIC_COOKIE):
+        seed = f"{branch}|{top}"
+    else:
+        # RFC 2543 peers: identify the transaction by its fields instead (§16.11).
+        number, _method = cseq(request)
+        seed = "|".join(
+            (
+                request.uri,
+                call_id(request),
+                from_address(request).tag or "",
+                to_address(request).tag or "",
+                str(number),
+                top,
+            )
+        )
+    return EDGE_BRANCH + hashlib.blake2s(seed.encode(), key=secret[:32], digest_size=10).hexdigest()
+
+
+def is_ours(route: str, interfaces: tuple[Interface, ...]) -> bool:
+    """A Route entry that names one of the edge's own interfaces."""
+    try:
+        uri = SipUri.parse(parse_name_addr(route, "Route").uri)
+    except SipParseError:
+        return False
+    if "cg" not in uri.params:
+        return False
+    return any(
+        uri.host.strip("[]") == i.host and (uri.port or DEFAULT_PORTS[i.transport]) == i.port
+        for i in interfaces
+    )
+
+
+def forward_request(
+    request: SipRequest,
+    source: tuple[str, int],
+    *,
+    outgoing: Interface,
+    incoming: Interface,
+    interfaces: tuple[Interface, ...],
+    secret: bytes,
+) -> SipRequest:
+    """The request as the edge passes it on: our Via on top, our Routes consumed."""
+    headers = stamp_received(request.headers.copy(), source)
+    max_forwards = headers.get("Max-Forwards")
+    remaining = int(max_forwards) if max_forwards and max_forwards.isdigit() else 70
+    if remaining <= 0:
+        raise TooManyHops
+    headers.set("Max-Forwards", str(remaining - 1))
+    # Loose routing: drop every leading Route entry that is us.
+    while (top := headers.get("Route")) is not None and is_ours(top, interfaces):
+        headers = edit_first(headers, "Route", lambda values: values[1:])
+    if request.method in ("INVITE", "SUBSCRIBE", "REFER") and to_address(request).tag is None:
+        # Double Record-Route: one entry per side, so each side routes to its own
+        # interface (the transports differ).
+        headers = edit_first(
+            headers,
+            "Record-Route",
+            lambda values: [outgoing.uri("out"), incoming.uri("in"), *values],
+        )
+    headers = edit_first(
+        headers, "Via", lambda values: [outgoing.via(derive_branch(request, secret)), *values]
+    )
+    return SipRequest(request.method, request.uri, headers, request.body, request.version)
+
+
+def next_hop_for_request(request: SipRequest, default_transport: str) -> Hop:
+    """Top Route if any, else the Request-URI (IP literals; no DNS at this layer)."""
+    target = request.headers.get("Route")
+    uri = SipUri.parse(parse_name_addr(target, "Route").uri if target else request.uri)
+    transport = (uri.params.get("transport") or default_transport).lower()
+    if uri.scheme == "sips":
+        transport = "tls"
+    return Hop(transport, uri.host.strip("[]"), uri.port or DEFAULT_PORTS.get(transport, 5060))
+
+
+def forward_response(response: SipResponse) -> tuple[SipResponse, Hop] | None:
+    """Pop our Via and find where the response goes; None if the top Via is not ours."""
+    vias = response.headers.get_all("Via")
+    if len(vias) < 2:
+        return None
+    ours = parse_via(vias[0])
+    if not (ours.branch or "").startswith(EDGE_BRANCH):
+        return None
+    headers = edit_first(response.headers.copy(), "Via", lambda values: values[1:])
+    nxt = parse_via(vias[1])
+    transport = nxt.transport.lower()
+    host = nxt.received or nxt.host.strip("[]")
+    port = nxt.rport or nxt.port or DEFAULT_PORTS.get(transport, 5060)
+    out = SipResponse(response.status, response.reason, headers, response.body, response.version)
+    return out, Hop(transport, host, port)
