@@ -116,6 +116,33 @@ def engine_info() -> None:
         raise _fail(f"{exc}; run `make setup` to build PJSIP") from None
 
 
+account_app = typer.Typer(help="Account helpers.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+
+
+@account_app.command("hash")
+def account_hash(
+    name: Annotated[str, typer.Argument(help="Account name (its SIP username).")],
+    realm: Annotated[
+        str, typer.Option(help="Digest realm: [sip.auth] realm of the node.")
+    ] = "callgate",
+    password_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the password from this file instead of prompting."),
+    ] = None,
+) -> None:
+    """Print the HA1 lines for an account's `ha1` secret file (the password is not kept)."""
+    from gateway.sip.directory import format_ha1  # noqa: PLC0415
+
+    if password_file is not None:
+        password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise _fail("the password is empty")
+    typer.echo(format_ha1(name, realm, password), nl=False)
+
+
 @app.command()
 def version() -> None:
     """Print the Callgate version."""
