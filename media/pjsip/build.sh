@@ -43,8 +43,9 @@ download a pjproject release tarball and set PJPROJECT_TARBALL=path"
 fi
 tarball="${PJPROJECT_TARBALL:-$tarball}"
 
-key="$( (sha256sum "$tarball" "$here/config_site.h" "$here/build.sh"; "$python" -c 'import sys; print(sys.version)') \
-        | sha256sum | cut -c1-16)"
+# Contents only (not paths), so every clone of the same sources shares the cache.
+key="$( (cat "$tarball" "$here/config_site.h" "$here/build.sh" | sha256sum; \
+         "$python" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)"
 wheel="$(ls "$cache/wheels/$key"/pjsua2-*.whl 2>/dev/null | head -n 1 || true)"
 
 if [ -z "$wheel" ]; then

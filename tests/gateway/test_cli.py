@@ -16,8 +16,16 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["run"], ["check-config"], ["config-docs"], ["engine-info"], ["version"],
-     ["account"], ["account", "hash"]],
+    [
+        [],
+        ["run"],
+        ["check-config"],
+        ["config-docs"],
+        ["engine-info"],
+        ["version"],
+        ["account"],
+        ["account", "hash"],
+    ],
 )
 def test_every_command_has_help(args: list[str]) -> None:
     result = runner.invoke(app, [*args, "--help"])
@@ -29,8 +37,16 @@ def test_account_hash_matches_digest_ha1(tmp_path: Path) -> None:
     password = tmp_path / "pw"
     password.write_text("Circle of Life\n")
     result = runner.invoke(
-        app, ["account", "hash", "Mufasa", "--realm", "http-auth@example.org",
-              "--password-file", str(password)],
+        app,
+        [
+            "account",
+            "hash",
+            "Mufasa",
+            "--realm",
+            "http-auth@example.org",
+            "--password-file",
+            str(password),
+        ],
     )
     assert result.exit_code == 0, result.output
     hashes = parse_ha1(result.output, "Mufasa")

@@ -32,7 +32,6 @@ from smpp.session import (
     SubmitResponse,
     Throttled,
 )
-from tests.smsc.fixture import smsc  # noqa: F401 - the fixture
 from tests.smsc.simulator import SmscSimulator
 
 pytestmark = pytest.mark.interop
@@ -42,7 +41,7 @@ WAIT = 30.0
 
 
 @pytest.fixture(autouse=True)
-def _password(monkeypatch: pytest.MonkeyPatch, smsc: SmscSimulator) -> Iterator[None]:  # noqa: F811
+def _password(monkeypatch: pytest.MonkeyPatch, smsc: SmscSimulator) -> Iterator[None]:
     monkeypatch.setenv(PASSWORD_ENV, smsc.password)
     yield
 
@@ -169,7 +168,7 @@ def accepted_texts(sim: SmscSimulator) -> Counter[str]:
 
 
 async def test_200_submits_with_window_50_exactly_once_with_dlrs(
-    smsc: SmscSimulator,  # noqa: F811
+    smsc: SmscSimulator,
 ) -> None:
     smsc.set_scenario(window_check=50, dlr_delay_ms=20)
     recorder = Recorder()
@@ -208,7 +207,7 @@ async def test_200_submits_with_window_50_exactly_once_with_dlrs(
     assert recorder.lost[-1][1].unacked == ()
 
 
-async def test_throttling_recovers(smsc: SmscSimulator) -> None:  # noqa: F811
+async def test_throttling_recovers(smsc: SmscSimulator) -> None:
     smsc.set_scenario(throttle_every=7, msgqful_every=11, dlr_delay_ms=0)
     recorder = Recorder()
     async with SmscClient(config_for(smsc), recorder) as client:
@@ -221,7 +220,7 @@ async def test_throttling_recovers(smsc: SmscSimulator) -> None:  # noqa: F811
 
 
 async def test_dropped_connection_reconnects_and_reports_unacked(
-    smsc: SmscSimulator,  # noqa: F811
+    smsc: SmscSimulator,
 ) -> None:
     smsc.set_scenario(drop_after=60, dlr_delay_ms=0, slow_resp_ms=20)
     recorder = Recorder()
@@ -239,7 +238,7 @@ async def test_dropped_connection_reconnects_and_reports_unacked(
     assert duplicated <= len(dropped[0].unacked)
 
 
-async def test_refused_bind_backs_off_and_recovers(smsc: SmscSimulator) -> None:  # noqa: F811
+async def test_refused_bind_backs_off_and_recovers(smsc: SmscSimulator) -> None:
     smsc.set_scenario(refuse_bind=True)
     recorder = Recorder()
     config = config_for(smsc, reconnect_initial=0.05, reconnect_max=0.4)
@@ -256,7 +255,7 @@ async def test_refused_bind_backs_off_and_recovers(smsc: SmscSimulator) -> None:
         await asyncio.wait_for(submit_all(client, recorder, 5), WAIT)
 
 
-async def test_malformed_pdu_nacks_closes_and_recovers(smsc: SmscSimulator) -> None:  # noqa: F811
+async def test_malformed_pdu_nacks_closes_and_recovers(smsc: SmscSimulator) -> None:
     smsc.set_scenario(malformed_after=5, dlr_delay_ms=0)
     recorder = Recorder()
     async with SmscClient(config_for(smsc, window=1), recorder) as client:
@@ -274,7 +273,7 @@ async def test_malformed_pdu_nacks_closes_and_recovers(smsc: SmscSimulator) -> N
     assert sum(texts.values()) - 20 <= unacked
 
 
-async def test_generic_nack_and_smsc_unbind(smsc: SmscSimulator) -> None:  # noqa: F811
+async def test_generic_nack_and_smsc_unbind(smsc: SmscSimulator) -> None:
     smsc.set_scenario(generic_nack_every=9, unbind_after=30, dlr_delay_ms=0)
     recorder = Recorder()
     async with SmscClient(config_for(smsc), recorder) as client:
@@ -287,7 +286,7 @@ async def test_generic_nack_and_smsc_unbind(smsc: SmscSimulator) -> None:  # noq
     assert set(texts) == {f"msg-{ref}" for ref in range(60)}
 
 
-async def test_mo_delivery_and_failing_handler(smsc: SmscSimulator) -> None:  # noqa: F811
+async def test_mo_delivery_and_failing_handler(smsc: SmscSimulator) -> None:
     recorder = Recorder(fail_on=b"boom")
     async with SmscClient(config_for(smsc), recorder) as client:
         await asyncio.wait_for(client.wait_bound(), WAIT)
@@ -301,7 +300,7 @@ async def test_mo_delivery_and_failing_handler(smsc: SmscSimulator) -> None:  # 
     assert [d["resp_status"] for d in deliveries] == [CommandStatus.ESME_RX_T_APPN, 0]
 
 
-async def test_enquire_link_keeps_the_session_alive(smsc: SmscSimulator) -> None:  # noqa: F811
+async def test_enquire_link_keeps_the_session_alive(smsc: SmscSimulator) -> None:
     recorder = Recorder()
     async with SmscClient(config_for(smsc, enquire_link_interval=0.05), recorder) as client:
         await asyncio.wait_for(client.wait_bound(), WAIT)
@@ -315,7 +314,7 @@ async def test_enquire_link_keeps_the_session_alive(smsc: SmscSimulator) -> None
 
 
 async def test_slow_answers_time_out_and_late_answers_are_ignored(
-    smsc: SmscSimulator,  # noqa: F811
+    smsc: SmscSimulator,
 ) -> None:
     smsc.set_scenario(slow_resp_ms=1300, dlr_delay_ms=0)
     recorder = Recorder()
@@ -377,7 +376,7 @@ def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 
 async def test_tls_through_a_terminating_proxy(
     smsc: SmscSimulator,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     """The simulator speaks plain TCP; a local TLS terminator sits in front of it."""
     cert_path, key_path = _self_signed_certificate(tmp_path)

@@ -1,5 +1,0 @@
-"""Makes the ``smsc`` fixture available to the simulator's own tests."""
-
-from .fixture import smsc
-
-__all__ = ["smsc"]
