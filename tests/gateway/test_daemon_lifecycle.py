@@ -170,3 +170,22 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+def test_ipv6_listeners_answer_options(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    config = write_config(tmp_path / "c.toml", data_dir)
+    config.write_text(
+        config.read_text().replace('host = "127.0.0.1", port = 0 }', 'host = "::1", port = 0 }')
+    )
+    daemon = DaemonProcess(config, data_dir)
+    try:
+        daemon.wait_event("ready", timeout=30)
+        for transport, mode in (("udp", "u1"), ("tcp", "t1")):
+            port = daemon.sip_port(transport)
+            result = run_sipp(
+                "options.xml", f"[::1]:{port}", transport=mode, workdir=tmp_path, local_ip="::1"
+            )
+            assert result.ok, result.output
+    finally:
+        daemon.stop()

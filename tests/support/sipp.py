@@ -37,6 +37,7 @@ def run_sipp(
     timeout: float = 20,
     extra: tuple[str, ...] = (),
     workdir: Path | None = None,
+    local_ip: str = "127.0.0.1",
 ) -> SippResult:
     """Run `scenario` (a file under tests/sipp) against `target` host:port."""
     args = [
@@ -47,7 +48,7 @@ def run_sipp(
         "-t",
         transport,
         "-i",
-        "127.0.0.1",
+        local_ip,
         "-m",
         str(calls),
         "-r",
