@@ -69,7 +69,8 @@ class Daemon:
         configure_logging(self.config.logging)
         try:
             await self._start()
-        except StartupError:
+        except BaseException:
+            # Whatever stopped start-up, stop the engine thread and close the store.
             await self._shutdown()
             raise
         loop = asyncio.get_running_loop()

@@ -134,6 +134,10 @@ class SipConfig(Section):
     """Value of the Server / User-Agent header the edge sends."""
     max_message_bytes: int = Field(default=65535, ge=1024, le=1_048_576)
     """Largest SIP message accepted; larger ones get 413 (UDP) or a closed connection."""
+    udp_receive_buffer: int = Field(default=4 * 1024 * 1024, ge=65536, le=256 * 1024 * 1024)
+    """Socket receive buffer asked for each UDP listener, in bytes, so bursts are not
+    dropped by the kernel. Linux caps it at `net.core.rmem_max` unless the process
+    may force it (CAP_NET_ADMIN); raise that sysctl on busy nodes."""
     upstream: str | None = None
     """`host:port` (UDP) that admitted requests go to. Unset: the PJSIP engine.
     Tests point it at a SIPp UAS."""

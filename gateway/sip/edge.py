@@ -165,7 +165,7 @@ class SipEdge:
         internal = UdpEndpoint(
             self._limits(), self.on_internal_message, self.on_bad_message, lambda _ip: True
         )
-        transport = await open_udp(self.upstream[0], 0, internal)
+        transport = await open_udp(self.upstream[0], 0, internal, self.config.udp_receive_buffer)
         self._closers.append(transport.close)
         self._internal = internal
         host, port = transport.get_extra_info("sockname")[:2]
@@ -178,7 +178,9 @@ class SipEdge:
             endpoint = UdpEndpoint(
                 self._limits(), self.on_message, self.on_bad_message, self._allow_packet
             )
-            transport = await open_udp(listener.host, listener.port, endpoint)
+            transport = await open_udp(
+                listener.host, listener.port, endpoint, self.config.udp_receive_buffer
+            )
             self._closers.append(transport.close)
             self._udp.append(endpoint)
             return int(transport.get_extra_info("sockname")[1])

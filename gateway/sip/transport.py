@@ -20,6 +20,7 @@ from gateway.sip.limits import ParseLimits
 from gateway.sip.message import SipRequest, SipResponse, parse_message
 
 Address = tuple[str, int]
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux value; Python lacks the name
 
 
 @dataclass(frozen=True)
@@ -181,12 +182,21 @@ def client_tls_context() -> ssl.SSLContext:
     return context
 
 
-async def open_udp(host: str, port: int, endpoint: UdpEndpoint) -> asyncio.DatagramTransport:
+async def open_udp(
+    host: str, port: int, endpoint: UdpEndpoint, receive_buffer: int | None = None
+) -> asyncio.DatagramTransport:
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     transport, _ = await loop.create_datagram_endpoint(
         lambda: endpoint, local_addr=(host, port), family=family
     )
+    if receive_buffer is not None:
+        sock = transport.get_extra_info("socket")
+        try:
+            # Beyond net.core.rmem_max only with CAP_NET_ADMIN; else the capped size.
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, receive_buffer)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     return transport
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from sip_torture import load
 
 from gateway.sip.errors import SipParseError
 from gateway.sip.framing import PONG, StreamFramer, is_keepalive
 from gateway.sip.limits import ParseLimits
 from gateway.sip.message import SipMessage, SipRequest, call_id, parse_message, serialize
+from tests.sip.sip_torture import load
 
 STREAMABLE = ["wsinv", "intmeth", "esc01", "longreq", "mpart01", "unreason", "noreason", "invut"]
 

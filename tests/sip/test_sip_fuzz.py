@@ -6,7 +6,6 @@ import contextlib
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sip_torture import load, names, structure
 
 from gateway.sip.errors import SipParseError
 from gateway.sip.framing import StreamFramer
@@ -24,6 +23,7 @@ from gateway.sip.message import (
     to_address,
     vias,
 )
+from tests.sip.sip_torture import load, names, structure
 
 SEEDS = [load(name) for name in names()]
 SMALL = ParseLimits(max_message_bytes=4096, max_headers=32, max_header_line_bytes=1024)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sip_torture import VALID, load, structure
 
 from gateway.sip.address import ViaHeader, parse_via
 from gateway.sip.errors import SipParseError
@@ -20,6 +19,7 @@ from gateway.sip.message import (
     serialize,
     to_address,
 )
+from tests.sip.sip_torture import VALID, load, structure
 
 REGISTER = (
     b"REGISTER sip:example.com SIP/2.0\r\n"

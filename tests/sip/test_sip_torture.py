@@ -4,7 +4,6 @@ invalid ones raise SipParseError with the status RFC 4475 recommends."""
 from __future__ import annotations
 
 import pytest
-from sip_torture import VALID, load, names
 
 from gateway.sip.address import parse_name_addr
 from gateway.sip.errors import SipParseError
@@ -23,6 +22,7 @@ from gateway.sip.message import (
     vias,
 )
 from gateway.sip.uri import SipUri, unescape
+from tests.sip.sip_torture import VALID, load, names
 
 # name -> (status, header named in the error or None)
 INVALID: dict[str, tuple[int, str | None]] = {
