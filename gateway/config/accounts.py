@@ -18,9 +18,10 @@ class AccountConfig(Section):
 
     name: str
     """Account name; also its SIP username and the user part of its AOR."""
-    ha1: SecretRef
+    ha1: SecretRef | None = None
     """Digest HA1 hashes, never the password: a file (or variable) with lines
-    `MD5:<hex>` and `SHA-256:<hex>`, as printed by `callgate account hash`."""
+    `MD5:<hex>` and `SHA-256:<hex>`, as printed by `callgate account hash`.
+    Unset: the account has no SIP credentials (e.g. SMS only)."""
     max_contacts: int | None = Field(default=None, ge=1, le=100)
     """Contacts this account may register; unset uses [sip.registrar] max_contacts."""
 

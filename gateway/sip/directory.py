@@ -81,6 +81,8 @@ class Directory:
     ) -> Directory:
         loaded: dict[str, Account] = {}
         for account in accounts:
+            if account.ha1 is None:
+                continue
             try:
                 secret = account.ha1.reveal().get_secret_value()
             except SecretUnavailableError as exc:
