@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import ssl
 import time
@@ -63,9 +64,11 @@ class SmscHandler(Protocol):
 
     async def on_submit_response(self, smsc: str, event: SubmitResponse) -> None: ...
 
-    async def on_deliver(self, smsc: str, event: DeliverSm) -> int:
+    async def on_deliver(self, smsc: str, event: DeliverSm) -> int | asyncio.Future[int]:
         """Store the MO or receipt, then return the command_status to answer with
-        (ESME_ROK once it is stored durably)."""
+        (ESME_ROK once it is stored durably). A future instead defers the answer
+        until it resolves (e.g. the next group commit) without holding up the
+        following events; a future that fails is answered with ESME_RX_T_APPN."""
         ...
 
     async def on_throttled(self, smsc: str, event: Throttled) -> None: ...
@@ -156,6 +159,7 @@ class SmscClient:
         self._bound = asyncio.Event()
         self._closing = asyncio.Event()
         self._events: asyncio.Queue[tuple[SmppSession, Event]] = asyncio.Queue()
+        self._deferred_acks: set[asyncio.Future[int]] = set()
         self._run_task: asyncio.Task[None] | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
 
@@ -229,6 +233,8 @@ class SmscClient:
                 continue
             # Let the handler finish what arrived, so deliver_sm acks go out first.
             await self._events.join()
+            if self._deferred_acks:
+                await asyncio.wait(set(self._deferred_acks))
             if session.closed or session.submits_in_flight:
                 continue
             session.unbind(self._clock())
@@ -425,9 +431,15 @@ class SmscClient:
         smsc = self.name
         try:
             if isinstance(event, DeliverSm):
-                status = await self._call_on_deliver(event)
-                session.ack_deliver(event.sequence, status)
-                self._pump(session)
+                answer = await self._call_on_deliver(event)
+                if isinstance(answer, asyncio.Future):
+                    self._deferred_acks.add(answer)
+                    answer.add_done_callback(
+                        functools.partial(self._deferred_ack, session, event.sequence)
+                    )
+                else:
+                    session.ack_deliver(event.sequence, answer)
+                    self._pump(session)
             elif isinstance(event, SubmitResponse):
                 await handler.on_submit_response(smsc, event)
             elif isinstance(event, Throttled):
@@ -453,9 +465,29 @@ class SmscClient:
             self.stats.handler_errors += 1
             _log.exception("smsc_handler_failed", smsc=smsc, smpp_event=type(event).__name__)
 
-    async def _call_on_deliver(self, event: DeliverSm) -> int:
+    def _deferred_ack(
+        self, session: SmppSession, sequence: int, answer: asyncio.Future[int]
+    ) -> None:
+        self._deferred_acks.discard(answer)
+        if answer.cancelled() or answer.exception() is not None:
+            self.stats.handler_errors += 1
+            _log.error(
+                "smsc_deliver_handler_failed",
+                smsc=self.name,
+                seq=sequence,
+                error=repr(None if answer.cancelled() else answer.exception()),
+            )
+            status = int(HANDLER_FAILURE_STATUS)
+        else:
+            status = int(answer.result())
+        session.ack_deliver(sequence, status)
+        if self._session is session:
+            self._schedule_pump()  # one write for the acks of a whole commit
+
+    async def _call_on_deliver(self, event: DeliverSm) -> int | asyncio.Future[int]:
         try:
-            return int(await self._handler.on_deliver(self.name, event))
+            answer = await self._handler.on_deliver(self.name, event)
+            return answer if isinstance(answer, asyncio.Future) else int(answer)
         except Exception:  # noqa: BLE001 - answered with a temporary error instead
             self.stats.handler_errors += 1
             _log.exception("smsc_deliver_handler_failed", smsc=self.name, seq=event.sequence)

@@ -120,3 +120,208 @@ class SmppConfig(Section):
         if duplicates:
             raise ValueError(f"SMSC name(s) configured twice: {', '.join(duplicates)}")
         return self
+
+
+# ---------------------------------------------------------------------- [sms]
+
+_ACCOUNT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}$")
+_E164_PREFIX = re.compile(r"^\+?[0-9]{0,15}$")
+SmsChannel = Literal["store", "sip", "email", "mqtt", "webhook"]
+
+
+def _check_account(value: str) -> str:
+    if not _ACCOUNT.match(value):
+        raise ValueError("an account name is 1-64 letters, digits or .-_")
+    return value
+
+
+def _check_prefixes(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if not _E164_PREFIX.match(value):
+            raise ValueError(f"{value!r} is not a number prefix ('+' and digits)")
+    return values
+
+
+def _check_patterns(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a regular expression: {exc}") from exc
+    return values
+
+
+class SmsRouteConfig(Section):
+    """One MT route: destinations starting with `prefix` go to `smsc`."""
+
+    prefix: str = ""
+    """E.164 prefix of the destination, e.g. `"+4915"` (the `+` is optional);
+    the longest matching prefix wins, `""` is the default route."""
+    smsc: tuple[str, ...] = Field(min_length=1)
+    """SMSC names in priority order: the first one that is bound takes the
+    message; the others are the failover."""
+
+    _prefix = field_validator("prefix")(lambda value: _check_prefixes((value,))[0])
+
+
+class SmsRetryConfig(Section):
+    """What happens after a temporary submit failure (throttled, queue full,
+    timeout, connection lost): retry with exponential backoff."""
+
+    initial_backoff: float = Field(default=5.0, gt=0, le=86_400)
+    """Seconds before the first retry of a message after a temporary error."""
+    max_backoff: float = Field(default=600.0, gt=0, le=86_400)
+    """Longest wait between retries of one message."""
+    multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+    """Factor by which the wait grows after each failed attempt."""
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    """submit_sm attempts per segment before the message is failed (timeouts and
+    lost connections count; answers saying "throttled" do not)."""
+    temporary_statuses: tuple[int, ...] = ()
+    """Extra submit_sm_resp command_status values to treat as temporary (retry)."""
+    permanent_statuses: tuple[int, ...] = ()
+    """Extra command_status values to treat as permanent (fail at once); they win
+    over the built-in temporary list."""
+    unknown_is_temporary: bool = True
+    """Whether a command_status in neither list (nor the built-in tables) is retried."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SmsRetryConfig:
+        if self.initial_backoff > self.max_backoff:
+            raise ValueError("initial_backoff must not exceed max_backoff")
+        return self
+
+
+class SmsAccountFilterConfig(Section):
+    """Content rules for one account, on top of the global `[sms.filter]` ones."""
+
+    account: str
+    """The account these rules apply to."""
+    allow_patterns: tuple[str, ...] = ()
+    """Regular expressions; a text matching one skips the global rules (not the
+    account's own deny rules), e.g. an OTP template that contains a blocked word."""
+    allow_keywords: tuple[str, ...] = ()
+    """Words (case-insensitive, whole words) that let a text skip the global rules."""
+    deny_patterns: tuple[str, ...] = ()
+    """Regular expressions that reject this account's texts."""
+    deny_keywords: tuple[str, ...] = ()
+    """Words (case-insensitive, whole words) that reject this account's texts."""
+
+    _account = field_validator("account")(_check_account)
+    _patterns = field_validator("allow_patterns", "deny_patterns")(_check_patterns)
+
+
+class SmsFilterConfig(Section):
+    """The content filter every MT text passes before it is queued."""
+
+    keywords: tuple[str, ...] = ()
+    """Words (case-insensitive, whole words) that reject a text."""
+    patterns: tuple[str, ...] = ()
+    """Regular expressions (Python syntax) that reject a text when they match anywhere."""
+    blocked_url_hosts: tuple[str, ...] = ()
+    """Host names whose URLs reject a text; a host also blocks its subdomains."""
+    accounts: tuple[SmsAccountFilterConfig, ...] = ()
+    """One `[[sms.filter.accounts]]` table per account with its own allow/deny rules."""
+
+    _patterns = field_validator("patterns")(_check_patterns)
+
+
+class SmsAccountConfig(Section):
+    """Limits of one account's MT traffic."""
+
+    account: str
+    """The account these limits apply to."""
+    daily_quota: int | None = Field(default=None, ge=0)
+    """Messages accepted per UTC day; unset means no quota."""
+    rate: float | None = Field(default=None, gt=0)
+    """Messages accepted per second (token bucket); over it a submit is refused
+    with ESME_RTHROTTLED. Unset means no limit."""
+    burst: int = Field(default=10, ge=1, le=1_000_000)
+    """Submits accepted back to back before `rate` applies."""
+    send_rate: float | None = Field(default=None, gt=0)
+    """Pacing of this account's queue towards the SMSCs, in messages per second
+    (bulk campaigns do not starve other accounts); unset means no pacing."""
+    send_burst: int = Field(default=10, ge=1, le=1_000_000)
+    """Messages sent back to back before `send_rate` applies."""
+
+    _account = field_validator("account")(_check_account)
+
+
+class SmsNumbersConfig(Section):
+    """Numbers owned by one account: MO messages to them belong to it."""
+
+    account: str
+    """The owning account."""
+    numbers: tuple[str, ...] = ()
+    """Exact numbers (normalised to E.164 with `default_region`)."""
+    prefixes: tuple[str, ...] = ()
+    """Number blocks as E.164 prefixes, e.g. `"+493012345"`; the longest match wins."""
+    channels: tuple[SmsChannel, ...] = ("store",)
+    """Where MO messages go: `store` (kept for the account's API) is delivered at
+    once; the other channels are recorded as pending deliveries for their adapters."""
+
+    _account = field_validator("account")(_check_account)
+    _prefixes = field_validator("prefixes")(_check_prefixes)
+
+
+class SmsConfig(Section):
+    """SMS: routing, retries, content filter and per-account limits of the durable queue."""
+
+    default_region: str | None = None
+    """ISO country (e.g. `"DE"`) for numbers written without `+`; unset means such
+    numbers are only accepted in international form."""
+    validity: float = Field(default=172_800.0, gt=0, le=31_536_000)
+    """Seconds a message may wait for delivery unless the submitter sets it."""
+    registered_delivery: int | None = Field(default=None, ge=0, le=0x1F)
+    """registered_delivery of every submit_sm; unset uses each SMSC's setting."""
+    allow_latin1: bool = False
+    """Send texts that GSM 03.38 cannot hold in Latin-1 (data_coding 3) instead of
+    UCS-2 when they fit; only for SMSCs known to support it."""
+    routes: tuple[SmsRouteConfig, ...] = ()
+    """One `[[sms.routes]]` table per destination prefix."""
+    retry: SmsRetryConfig = SmsRetryConfig()
+    """`[sms.retry]`: backoff and the temporary/permanent split of errors."""
+    filter: SmsFilterConfig = SmsFilterConfig()
+    """`[sms.filter]`: the content filter."""
+    accounts: tuple[SmsAccountConfig, ...] = ()
+    """One `[[sms.accounts]]` table per account with limits."""
+    numbers: tuple[SmsNumbersConfig, ...] = ()
+    """One `[[sms.numbers]]` table per account owning MO numbers."""
+    write_batch: int = Field(default=2000, ge=1, le=100_000)
+    """Most queued writes committed in one transaction (group commit)."""
+    dispatch_slack: int = Field(default=2, ge=1, le=100)
+    """Segments handed to an SMSC's sender per window slot; above 1 keeps the
+    window full while answers are processed."""
+    dlr_match_cache: int = Field(default=100_000, ge=0, le=10_000_000)
+    """Segments kept in memory after their final receipt, so duplicate receipts
+    are recognised without a database lookup."""
+    orphan_dlr_ttl: float = Field(default=3600.0, ge=0, le=604_800)
+    """Seconds a receipt that matches no submitted segment is kept for matching
+    (it may arrive before the submit_sm_resp was processed)."""
+    orphan_dlr_max: int = Field(default=100_000, ge=0, le=10_000_000)
+    """Most unmatched receipts kept in memory."""
+    stop_grace: float = Field(default=10.0, gt=0, le=600)
+    """Seconds `stop()` waits for answers to submits in flight and the last writes."""
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import phonenumbers  # noqa: PLC0415 - only needed to validate
+
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region phonenumbers knows (e.g. DE, US)")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SmsConfig:
+        prefixes = [route.prefix.lstrip("+") for route in self.routes]
+        twice = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        if twice:
+            raise ValueError(f"route prefix(es) configured twice: {', '.join(twice)}")
+        accounts = [entry.account for entry in self.accounts]
+        twice = sorted({a for a in accounts if accounts.count(a) > 1})
+        if twice:
+            raise ValueError(f"[[sms.accounts]] configured twice: {', '.join(twice)}")
+        return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -32,4 +32,5 @@ sip_bindings = Table(
     Column("reg_id", Integer, nullable=True),
     Column("user_agent", String(256), nullable=True),
     Column("path", Text, nullable=True),
+    Index("ix_sip_bindings_expires_at", "expires_at"),
 )
