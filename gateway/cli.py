@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from gateway.config.loader import ConfigError, check_secrets, load_config
 from gateway.config.reference import render_reference
+from gateway.console import err as _err
+from gateway.console import fail as _fail
+from gateway.console import out as _out
+from gateway.sms_cli import sms_app
 
 app = typer.Typer(
     help="Callgate: SIP/SMPP telephony gateway and call-control server.",
@@ -20,18 +22,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_err = Console(stderr=True, highlight=False)
-_out = Console(highlight=False)
 
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML configuration file; embedded defaults if omitted."),
 ]
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]callgate:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(code=1)
 
 
 @app.command()
@@ -118,6 +113,7 @@ def engine_info() -> None:
 
 account_app = typer.Typer(help="Account helpers.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
+app.add_typer(sms_app, name="sms")
 
 
 @account_app.command("hash")

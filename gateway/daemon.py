@@ -23,9 +23,11 @@ from gateway.sip.admission import AuthenticatedOnly
 from gateway.sip.directory import Directory, DirectoryError
 from gateway.sip.edge import SipEdge
 from gateway.sip.registrar import Binding, RegisterResult
+from gateway.sms_api import SmsApi
 from gateway.store.bindings import BindingStore, BindingWriter
 from gateway.store.database import Store, StoreError
 from media.engine import EngineError, EngineSettings, PjsipEngine
+from smpp.service import SmsService
 
 _log = get_logger("daemon")
 
@@ -63,6 +65,7 @@ class Daemon:
         self.edge: SipEdge | None = None
         self.http: AdminHttp | None = None
         self.binding_writer: BindingWriter | None = None
+        self.sms: SmsService | None = None
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
@@ -136,7 +139,12 @@ class Daemon:
                 f"cannot open SIP listener: {exc.strerror or exc}; "
                 "change [sip] listen or stop the program using that port"
             ) from None
-        self.http = AdminHttp(self.metrics, self.readiness)
+        if cfg.smpp.smsc:
+            self.sms = SmsService(cfg.sms, cfg.smpp.smsc, self.store)
+            await self.sms.start()
+            _log.info("sms_started", smscs=[s.name for s in cfg.smpp.smsc])
+        api = SmsApi(lambda: self.sms, lambda: {a.name for a in self.config.accounts})
+        self.http = AdminHttp(self.metrics, self.readiness, api.routes())
         try:
             await self.http.start(cfg.http.host, cfg.http.port)
         except OSError as exc:
@@ -249,19 +257,23 @@ class Daemon:
         """Refuse new work, let what is in progress finish up to the drain timeout."""
         timeout = self.config.daemon.drain_timeout
         _log.info("draining", timeout=timeout)
-        if self.edge is None:
-            return
-        self.edge.stop_accepting()
-        try:
-            await asyncio.wait_for(self.edge.idle.wait(), timeout)
-        except TimeoutError:
-            _log.warning("drain_timeout", remaining=self.edge.active_work())
+        deadline = time.monotonic() + timeout
+        if self.edge is not None:
+            self.edge.stop_accepting()
+            try:
+                await asyncio.wait_for(self.edge.idle.wait(), timeout)
+            except TimeoutError:
+                _log.warning("drain_timeout", remaining=self.edge.active_work())
+        if self.sms is not None and not await self.sms.drain(max(deadline - time.monotonic(), 0.0)):
+            _log.warning("sms_drain_timeout", hint="unsent messages stay queued for the next start")
 
     async def _shutdown(self) -> None:
         if self.http is not None:
             await self.http.stop()
         if self.edge is not None:
             await self.edge.stop()
+        if self.sms is not None:
+            await self.sms.stop()
         if self.engine is not None:
             await self.engine.stop()
         if self.binding_writer is not None:

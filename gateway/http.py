@@ -17,9 +17,12 @@ ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 class AdminHttp:
     """Serves health and metrics; readiness is asked of the daemon on each request."""
 
-    def __init__(self, metrics: Metrics, readiness: ReadinessCheck) -> None:
+    def __init__(
+        self, metrics: Metrics, readiness: ReadinessCheck, routes: list[web.RouteDef] | None = None
+    ) -> None:
         self._metrics = metrics
         self._readiness = readiness
+        self._routes = routes or []
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -28,6 +31,7 @@ class AdminHttp:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_page)
+        app.router.add_routes(self._routes)
         return app
 
     async def start(self, host: str, port: int) -> None:

@@ -11,6 +11,9 @@ RESTART_ONLY: tuple[tuple[str, str | None], ...] = (
     ("store", None),
     ("http", None),
     ("sip", "listen"),
+    # SMSC sessions and the SMS queue are built once at start.
+    ("smpp", None),
+    ("sms", None),
 )
 
 

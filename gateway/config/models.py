@@ -16,6 +16,7 @@ from gateway.config.accounts import AccountConfig, TrunkConfig
 from gateway.config.base import Section, check_host, check_port
 from gateway.config.secrets import SecretRef
 from gateway.config.sip import SipConfig
+from smpp.config import SmppConfig, SmsConfig
 
 
 class NodeConfig(Section):
@@ -132,6 +133,10 @@ class CallgateConfig(Section):
     """Accounts (softphones, customers): `[[accounts]]` entries."""
     trunks: tuple[TrunkConfig, ...] = ()
     """SIP trunks (carriers, PBXs): `[[trunks]]` entries."""
+    smpp: SmppConfig = SmppConfig()
+    """SMS centres: `[[smpp.smsc]]` entries."""
+    sms: SmsConfig = SmsConfig()
+    """SMS queue: routes, retries, content filter, per-account limits, MO numbers."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> CallgateConfig:
@@ -140,4 +145,24 @@ class CallgateConfig(Section):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"{kind} names must be unique: {', '.join(duplicates)}")
+        smscs = {smsc.name for smsc in self.smpp.smsc}
+        for route in self.sms.routes:
+            unknown = [name for name in route.smsc if name not in smscs]
+            if unknown:
+                raise ValueError(
+                    f"[[sms.routes]] prefix {route.prefix!r} names unknown SMSC "
+                    f"{', '.join(unknown)}; define it in [[smpp.smsc]]"
+                )
+        accounts = {account.name for account in self.accounts}
+        referenced = [
+            *(entry.account for entry in self.sms.accounts),
+            *(entry.account for entry in self.sms.numbers),
+            *(entry.account for entry in self.sms.filter.accounts),
+        ]
+        unknown_accounts = sorted({name for name in referenced if name not in accounts})
+        if unknown_accounts:
+            raise ValueError(
+                f"[sms] refers to unknown account(s) {', '.join(unknown_accounts)}; "
+                "add them to [[accounts]]"
+            )
         return self

@@ -18,6 +18,11 @@ QUOTED_RE = re.compile(r'"((?:[^"\\\r\n]|\\[^\r\n])*)"')
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
 # Parameter values: token, or host forms (IPv6 references, bare IPv6 in received=).
 _PARAM_VALUE_RE = re.compile(f"[{TOKEN_CHARS}:\\[\\]]+")
+# The common case in one linear regex: `name[=value]` items with token names,
+# unquoted values and no whitespace. Every text it matches is one that
+# `parse_params` accepts item by item, so a match lets it skip the per-item checks.
+SIMPLE_PARAMS = f"[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}:\\[\\]]+)?(?:;[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}:\\[\\]]+)?)*"
+_SIMPLE_PARAMS_RE = re.compile(SIMPLE_PARAMS)
 LWS = " \t"
 
 
@@ -92,6 +97,11 @@ def parse_params(text: str, header: str) -> dict[str, str | None]:
     written back unchanged. Empty items (`;;`) are a syntax error.
     """
     params: dict[str, str | None] = {}
+    if _SIMPLE_PARAMS_RE.fullmatch(text) is not None:
+        for item in text.split(";"):
+            name, equals, value = item.partition("=")
+            params[name.lower()] = value if equals else None
+        return params
     for item in split_outside_quotes(text, ";"):
         name, equals, value = item.partition("=")
         name = name.strip(LWS)

@@ -75,6 +75,13 @@ _KEYS: dict[str, str] = {}
 for _lower, _name in _CANONICAL.items():
     _KEYS[_name] = _KEYS[_lower] = _name.lower()
 
+# Exact spellings seen on the wire or passed by code -> (lower-case key, canonical
+# name); every spelling here is a known token, so no name check is needed for it.
+SPELLINGS: dict[str, tuple[str, str]] = {}
+for _lower, _canonical in _CANONICAL.items():
+    for _spelling in (_lower, _canonical, _lower.upper(), _lower.title()):
+        SPELLINGS.setdefault(_spelling, (_canonical.lower(), _canonical))
+
 
 def canonical_name(name: str) -> str:
     """Long, conventionally spelled form of a header name (unknown names unchanged)."""
@@ -98,11 +105,14 @@ class Headers:
             self.add(name, value)
 
     @classmethod
-    def _trusted(cls, fields: list[tuple[str, str, str]]) -> Headers:
-        """Build from (key, name, value) triples the parser already validated."""
+    def _trusted(
+        cls, fields: list[tuple[str, str, str]], index: dict[str, list[int]] | None = None
+    ) -> Headers:
+        """Build from (key, name, value) triples already validated (by the parser, or
+        copied from a parsed message); `index` is the parser's key -> positions map."""
         headers = cls.__new__(cls)
         headers._fields = fields
-        headers._index = None
+        headers._index = index
         return headers
 
     def _lookup(self) -> dict[str, list[int]]:
@@ -110,40 +120,54 @@ class Headers:
         if index is None:
             index = {}
             for position, (key, _name, _value) in enumerate(self._fields):
-                index.setdefault(key, []).append(position)
+                positions = index.get(key)
+                if positions is None:
+                    index[key] = [position]
+                else:
+                    positions.append(position)
             self._index = index
         return index
 
     @staticmethod
-    def _check(name: str, value: str) -> None:
-        if not is_token(name):
-            raise ValueError(f"invalid header name {name!r}")
+    def _checked(name: str, value: str) -> tuple[str, str, str]:
+        """The (key, name, value) triple for a field given by code, validated."""
+        known = SPELLINGS.get(name)
+        if known is None:
+            if not is_token(name):
+                raise ValueError(f"invalid header name {name!r}")
+            canonical = canonical_name(name)
+            known = (canonical.lower(), canonical)
         if "\r" in value or "\n" in value:
             raise ValueError(f"header {name} value contains CR or LF")
+        return (known[0], known[1], value.strip(" \t"))
 
     def add(self, name: str, value: str) -> None:
         """Append a field (after any existing fields of that name)."""
-        self._check(name, value)
-        canonical = canonical_name(name)
-        self._fields.append((canonical.lower(), canonical, value.strip(" \t")))
-        self._index = None
+        field = self._checked(name, value)
+        index = self._index
+        if index is not None:
+            positions = index.get(field[0])
+            if positions is None:
+                index[field[0]] = [len(self._fields)]
+            else:
+                positions.append(len(self._fields))
+        self._fields.append(field)
 
     def set(self, name: str, value: str) -> None:
         """Replace all fields of `name` by one, at the first one's position."""
-        self._check(name, value)
-        canonical = canonical_name(name)
-        key = canonical.lower()
+        field = self._checked(name, value)
+        key = field[0]
         positions = self._lookup().get(key)
-        field = (key, canonical, value.strip(" \t"))
         if not positions:
-            self._fields.append(field)
-        else:
-            first = positions[0]
-            self._fields = [
-                field if i == first else f
-                for i, f in enumerate(self._fields)
-                if i == first or f[0] != key
-            ]
+            self.add(name, value)
+            return
+        first = positions[0]
+        if len(positions) == 1:
+            self._fields[first] = field  # the index stays valid
+            return
+        self._fields = [
+            field if i == first else f for i, f in enumerate(self._fields) if i == first or f[0] != key
+        ]
         self._index = None
 
     def remove(self, name: str) -> int:
@@ -156,22 +180,32 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """First value: the first list element for list headers (top Via), else the field."""
-        key = _key(name)
-        positions = self._lookup().get(key)
+        key = _KEYS.get(name)
+        if key is None:
+            key = canonical_name(name).lower()
+        index = self._index
+        positions = (index if index is not None else self._lookup()).get(key)
         if not positions:
             return None
         value = self._fields[positions[0]][2]
         if key in LIST_HEADERS:
-            values = split_list(value) if "," in value else [value] if value else []
-            if not values:
-                values = self.get_all(name)
-            return values[0] if values else None
+            if "," not in value:
+                return value if value else self._first_element(key)
+            return split_list(value)[0]  # a comma list always has a first element
         return value
+
+    def _first_element(self, key: str) -> str | None:
+        for i in self._lookup()[key]:
+            values = split_list(self._fields[i][2])
+            if values:
+                return values[0]
+        return None
 
     def get_all(self, name: str) -> list[str]:
         """Every value of `name` in order, comma lists split for list headers."""
         key = _key(name)
-        positions = self._lookup().get(key)
+        index = self._index
+        positions = (index if index is not None else self._lookup()).get(key)
         if not positions:
             return []
         fields = self._fields

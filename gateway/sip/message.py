@@ -9,9 +9,9 @@ message, so the accessors below cost nothing afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import cast
 
 from gateway.sip.address import NameAddress, ViaHeader, parse_name_addr, parse_via
 from gateway.sip.errors import (
@@ -55,10 +55,12 @@ __all__ = [
     "vias",
 ]
 
-_T = TypeVar("_T")
 # Headers a message may carry at most once (RFC 4475 multi01, mcl01).
-_SINGLE = ("Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length")
-_MANDATORY = ("Call-ID", "CSeq", "From", "To")
+_SINGLE = tuple(
+    (name.lower(), name)
+    for name in ("Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length")
+)
+_MANDATORY = tuple((name.lower(), name) for name in ("Call-ID", "CSeq", "From", "To"))
 DEFAULT_LIMITS = ParseLimits()
 
 
@@ -89,16 +91,6 @@ class SipResponse:
 SipMessage = SipRequest | SipResponse
 
 
-_MISSING = object()
-
-
-def _cached(msg: SipMessage, key: str, compute: Callable[[], _T]) -> _T:
-    value = msg.cache.get(key, _MISSING)
-    if value is _MISSING:
-        value = msg.cache[key] = compute()
-    return value  # type: ignore[return-value]
-
-
 def _required(msg: SipMessage, name: str) -> str:
     value = msg.headers.get(name)
     if value is None:
@@ -106,29 +98,47 @@ def _required(msg: SipMessage, name: str) -> str:
     return value
 
 
+# Accessors parse once and keep the result in `msg.cache` (no closures on the hot path).
+
+
 def call_id(msg: SipMessage) -> str:
     """Call-ID (400 when missing or malformed)."""
-    return _cached(msg, "call-id", lambda: parse_call_id(_required(msg, "Call-ID")))
+    value = msg.cache.get("call-id")
+    if value is None:
+        value = msg.cache["call-id"] = parse_call_id(_required(msg, "Call-ID"))
+    return cast(str, value)
 
 
 def cseq(msg: SipMessage) -> CSeq:
     """CSeq number and method."""
-    return _cached(msg, "cseq", lambda: parse_cseq(_required(msg, "CSeq")))
+    value = msg.cache.get("cseq")
+    if value is None:
+        value = msg.cache["cseq"] = parse_cseq(_required(msg, "CSeq"))
+    return cast(CSeq, value)
 
 
 def from_address(msg: SipMessage) -> NameAddress:
     """Parsed From header."""
-    return _cached(msg, "from", lambda: parse_name_addr(_required(msg, "From"), "From"))
+    value = msg.cache.get("from")
+    if value is None:
+        value = msg.cache["from"] = parse_name_addr(_required(msg, "From"), "From")
+    return cast(NameAddress, value)
 
 
 def to_address(msg: SipMessage) -> NameAddress:
     """Parsed To header."""
-    return _cached(msg, "to", lambda: parse_name_addr(_required(msg, "To"), "To"))
+    value = msg.cache.get("to")
+    if value is None:
+        value = msg.cache["to"] = parse_name_addr(_required(msg, "To"), "To")
+    return cast(NameAddress, value)
 
 
 def vias(msg: SipMessage) -> list[ViaHeader]:
     """Every Via value, topmost first."""
-    return _cached(msg, "via", lambda: [parse_via(v) for v in msg.headers.get_all("Via")])
+    value = msg.cache.get("via")
+    if value is None:
+        value = msg.cache["via"] = [parse_via(v) for v in msg.headers.get_all("Via")]
+    return cast("list[ViaHeader]", value)
 
 
 def top_via(msg: SipMessage) -> ViaHeader:
@@ -141,14 +151,13 @@ def top_via(msg: SipMessage) -> ViaHeader:
 
 def contacts(msg: SipMessage) -> list[NameAddress]:
     """Every Contact value (`*` included, see `NameAddress.is_wildcard`)."""
-    return _cached(
-        msg,
-        "contact",
-        lambda: [
+    value = msg.cache.get("contact")
+    if value is None:
+        value = msg.cache["contact"] = [
             parse_name_addr(v, "Contact", allow_wildcard=True)
             for v in msg.headers.get_all("Contact")
-        ],
-    )
+        ]
+    return cast("list[NameAddress]", value)
 
 
 def max_forwards(msg: SipMessage) -> int | None:
@@ -171,18 +180,27 @@ def expires(msg: SipMessage) -> int | None:
 
 def request_uri(msg: SipRequest) -> SipUri:
     """The Request-URI parsed (sip/sips/tel; 400 "Bad URI" otherwise)."""
-    return _cached(msg, "request-uri", lambda: SipUri.parse(msg.uri))
+    value = msg.cache.get("request-uri")
+    if value is None:
+        value = msg.cache["request-uri"] = SipUri.parse(msg.uri)
+    return cast(SipUri, value)
 
 
 def _validate(msg: SipMessage) -> None:
-    """Header checks every element needs before transaction matching."""
+    """Header checks every element needs before transaction matching.
+
+    Every header an accessor above can read is parsed here, once, and the
+    result cached: an accepted message never raises later from an accessor.
+    Other headers were checked for basic syntax (name a token, no bare CR or
+    LF) by the parser and are parsed only by whoever reads them.
+    """
     index = msg.headers._lookup()
-    for name in _SINGLE:
-        positions = index.get(name.lower())
+    for key, name in _SINGLE:
+        positions = index.get(key)
         if positions is not None and len(positions) > 1:
             raise bad_header(name, "appears more than once")
-    for name in _MANDATORY:
-        if name.lower() not in index:
+    for key, name in _MANDATORY:
+        if key not in index:
             raise missing_header(name)
     number_method = cseq(msg)
     if isinstance(msg, SipRequest) and number_method.method != msg.method:
@@ -192,9 +210,12 @@ def _validate(msg: SipMessage) -> None:
     to_address(msg)
     if not vias(msg):
         raise missing_header("Via")
-    max_forwards(msg)
-    contacts(msg)
-    expires(msg)
+    if "max-forwards" in index:
+        max_forwards(msg)
+    if "contact" in index:
+        contacts(msg)
+    if "expires" in index:
+        expires(msg)
 
 
 def _build(head: Head, body: bytes) -> SipMessage:
@@ -257,19 +278,27 @@ def start_line(msg: SipMessage) -> str:
 def serialize(msg: SipMessage) -> bytes:
     """Wire form; Content-Length always written and always equal to the body."""
     lines = [start_line(msg)]
+    append = lines.append
     length = f"Content-Length: {len(msg.body)}"
     wrote_length = False
-    for name, value in msg.headers.items():
-        if name == "Content-Length":
+    for key, name, value in msg.headers._fields:
+        if key == "content-length":
             if not wrote_length:
-                lines.append(length)
+                append(length)
                 wrote_length = True
             continue
-        lines.append(f"{name}: {value}")
+        append(f"{name}: {value}")
     if not wrote_length:
-        lines.append(length)
-    lines.append("\r\n")
+        append(length)
+    append("\r\n")
     return "\r\n".join(lines).encode("utf-8", "surrogateescape") + msg.body
+
+
+def _first_field(request: SipRequest, key: str, name: str) -> tuple[str, str, str]:
+    positions = request.headers._lookup().get(key)
+    if not positions:
+        raise missing_header(name)
+    return request.headers._fields[positions[0]]
 
 
 def make_response(
@@ -285,22 +314,22 @@ def make_response(
 
     `to_tag` is added to To only when the request's To has no tag (an
     in-dialog request keeps the dialog's tag); 100 Trying gets the request's
-    Timestamp echoed (§8.2.6.1).
+    Timestamp echoed (§8.2.6.1). Copied fields are taken as the request holds
+    them (already validated); only `headers` are checked.
     """
-    out = Headers()
-    for name, value in request.headers.items():
-        if name == "Via":
-            out.add(name, value)
-    out.add("From", _required(request, "From"))
-    to_value = _required(request, "To")
+    source = request.headers
+    fields = source._fields
+    index = source._lookup()
+    out = [fields[i] for i in index.get("via", ())]
+    out.append(_first_field(request, "from", "From"))
+    to_field = _first_field(request, "to", "To")
     if to_tag is not None and to_address(request).tag is None:
-        to_value = f"{to_value};tag={to_tag}"
-    out.add("To", to_value)
-    out.add("Call-ID", _required(request, "Call-ID"))
-    out.add("CSeq", _required(request, "CSeq"))
-    timestamp = request.headers.get("Timestamp")
-    if status == 100 and timestamp is not None:
-        out.add("Timestamp", timestamp)
-    for name, value in headers:
-        out.add(name, value)
-    return SipResponse(status, reason, out, body)
+        to_field = (to_field[0], to_field[1], f"{to_field[2]};tag={to_tag}")
+    out.append(to_field)
+    out.append(_first_field(request, "call-id", "Call-ID"))
+    out.append(_first_field(request, "cseq", "CSeq"))
+    if status == 100 and "timestamp" in index:
+        out.append(fields[index["timestamp"][0]])
+    checked = Headers._checked
+    out.extend(checked(name, value) for name, value in headers)
+    return SipResponse(status, reason, Headers._trusted(out), body)

@@ -18,7 +18,7 @@ from gateway.sip.errors import (
     bad_request,
 )
 from gateway.sip.grammar import LWS, is_token
-from gateway.sip.headers import _CANONICAL, Headers
+from gateway.sip.headers import SPELLINGS, Headers
 from gateway.sip.limits import ParseLimits
 from gateway.sip.uri import SCHEME_RE, SIP_SCHEMES, SipUri, looks_like_sip_uri
 
@@ -31,13 +31,6 @@ _KNOWN_METHODS = frozenset(
         *("SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"),
     }
 )
-
-# Exact spellings seen on the wire -> (lower-case key, canonical name).
-_NAMES: dict[str, tuple[str, str]] = {}
-for _lower, _canonical in _CANONICAL.items():
-    for _spelling in (_lower, _canonical, _lower.upper(), _lower.title()):
-        _NAMES.setdefault(_spelling, (_canonical.lower(), _canonical))
-
 
 @dataclass(slots=True)
 class Head:
@@ -116,9 +109,12 @@ def parse_head(data: bytes, limits: ParseLimits) -> Head:
     if len(lines) > limits.max_headers * 4 + 1:  # cheap early bound; exact count below
         raise SipParseError(MESSAGE_TOO_LARGE, "Message Too Large", detail="too many headers")
     head = _parse_start_line(lines[0], limits)
+    # One pass: name lookup, value trim and the key -> positions index together,
+    # so no later lookup re-scans the fields.
     fields: list[tuple[str, str, str]] = []
+    index: dict[str, list[int]] = {}
     append = fields.append
-    names = _NAMES
+    names = SPELLINGS
     for line in lines[1:]:
         if line[:1] in (" ", "\t"):  # folded continuation (RFC 3261 §7.3.1)
             if not fields:
@@ -137,8 +133,14 @@ def parse_head(data: bytes, limits: ParseLimits) -> Head:
                 if not is_token(name):
                     raise bad_request("Bad Header Name", repr(name[:40]))
                 known = (name.lower(), name)
-        append((known[0], known[1], value.strip(LWS)))
+        key = known[0]
+        positions = index.get(key)
+        if positions is None:
+            index[key] = [len(fields)]
+        else:
+            positions.append(len(fields))
+        append((key, known[1], value.strip(LWS)))
     if len(fields) > limits.max_headers:
         raise SipParseError(MESSAGE_TOO_LARGE, "Message Too Large", detail="too many headers")
-    head.headers = Headers._trusted(fields)
+    head.headers = Headers._trusted(fields, index)
     return head
