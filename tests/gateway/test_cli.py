@@ -25,6 +25,10 @@ runner = CliRunner()
         ["version"],
         ["account"],
         ["account", "hash"],
+        ["sms"],
+        ["sms", "send"],
+        ["sms", "status"],
+        ["sms", "stats"],
     ],
 )
 def test_every_command_has_help(args: list[str]) -> None:
