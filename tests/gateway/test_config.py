@@ -48,6 +48,23 @@ def test_check_config_accepts_the_shipped_file() -> None:
     assert result.exit_code == 0, result.output
 
 
+def test_production_example_is_valid() -> None:
+    cfg = load_config(ROOT / "config" / "examples" / "production.toml")
+    assert [listener.transport for listener in cfg.sip.listen] == ["udp", "tcp", "tls"]
+    assert cfg.sms.routes[0].smsc == ("smsc-a", "smsc-b")
+
+
+def test_sms_references_are_checked() -> None:
+    text = (
+        '[[smpp.smsc]]\nname = "a"\nhost = "127.0.0.1"\nsystem_id = "x"\n'
+        'password = { env = "X" }\n[[sms.routes]]\nprefix = ""\nsmsc = ["b"]\n'
+    )
+    with pytest.raises(ConfigError, match="unknown SMSC b"):
+        parse_config(text, "c.toml")
+    with pytest.raises(ConfigError, match="unknown account"):
+        parse_config('[[sms.numbers]]\naccount = "ghost"\nnumbers = ["+4930123"]\n', "c.toml")
+
+
 def test_shipped_file_spells_out_the_embedded_defaults() -> None:
     assert load_config(ROOT / "config" / "callgate.toml") == CallgateConfig()
 
