@@ -9,9 +9,7 @@ Every port is ephemeral; nothing sleeps to wait.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
 import queue
 import re
 import socket
@@ -30,6 +28,7 @@ from gateway.sip.directory import format_ha1
 from tests.support.daemon import DaemonProcess
 from tests.support.pjua_client import run_pjua
 from tests.support.sipp import SCENARIOS, SippResult, run_sipp, sipp_binary
+from tests.support.tls import self_signed
 
 pytestmark = pytest.mark.interop
 
@@ -642,43 +641,6 @@ def test_full_call_from_trunk_through_the_edge(tmp_path: Path) -> None:
 
 
 # --- TLS and SHA-256 with the pjsua2 UA ------------------------------------------
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "example.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("example.test"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "edge.crt", directory / "edge.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def test_pjsua2_registers_over_tls_and_udp_with_sha256(tmp_path: Path) -> None:

@@ -8,8 +8,6 @@ simulator's control API is queried only once the client has seen the outcome.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import itertools
 import ssl
 import time
@@ -33,6 +31,7 @@ from smpp.session import (
     Throttled,
 )
 from tests.smsc.simulator import SmscSimulator
+from tests.support.tls import self_signed
 
 pytestmark = pytest.mark.interop
 
@@ -337,49 +336,12 @@ async def test_slow_answers_time_out_and_late_answers_are_ignored(
     assert stats["accepted"] == 4
 
 
-def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smsc.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / "smsc.pem"
-    key_path = directory / "smsc.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_tls_through_a_terminating_proxy(
     smsc: SmscSimulator,
     tmp_path: Path,
 ) -> None:
     """The simulator speaks plain TCP; a local TLS terminator sits in front of it."""
-    cert_path, key_path = _self_signed_certificate(tmp_path)
+    cert_path, key_path = self_signed(tmp_path)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert_path, key_path)
     tasks: set[asyncio.Task[None]] = set()
