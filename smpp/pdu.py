@@ -7,6 +7,16 @@ lengths misalign it), so every frame is checked against smpplib's own field
 tables first; TLVs it cannot take are kept raw in `Pdu.unknown_tlvs`. Whatever
 is wrong with a frame comes out as `PduDecodeError`, which carries the
 command_status to answer with in a generic_nack.
+
+The PDUs of the message path (submit_sm out, submit_sm_resp and deliver_sm in,
+their acknowledgements, enquire_link, generic_nack) take a fast path instead:
+smpplib builds an object with every optional field per PDU, which profiles
+showed to be the largest single cost at a few thousand messages per second.
+The fast path is driven by the same smpplib field tables (read once) and
+produces exactly smpplib's bytes and `Pdu` values, including its quirks
+(`tests/smpp/test_pdu_fast.py` proves it against `smpplib_decode_pdu` /
+`smpplib_encode_pdu`); parameters it has no exact rule for (string TLVs, flag
+TLVs, values smpplib would reject) go through smpplib.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import smpplib.consts
 import smpplib.exceptions
@@ -104,7 +114,7 @@ class Pdu:
 
     @property
     def is_response(self) -> bool:
-        return bool(command_codes.get_command_code(self.command) & RESPONSE_BIT)
+        return self.command in _RESPONSE_COMMANDS
 
     def text(self, name: str, default: str = "") -> str:
         """A C-string field as text (Latin-1: SMPP strings are ASCII on the wire)."""
@@ -173,6 +183,13 @@ class _Layout:
 
     mandatory: tuple[_FieldSpec, ...]
     optional: Mapping[str, _FieldSpec]
+    by_name: Mapping[str, _FieldSpec]
+    """Mandatory and optional fields by name (mandatory first, as encode looks them up)."""
+    defaults: Mapping[str, ParamValue]
+    """Fields smpplib's command class presets (SubmitSM.sm_length = 0): a decoded
+    PDU has them even when its body ends before them."""
+    order: tuple[str, ...]
+    """smpplib's params_order: the order fields are encoded in."""
 
 
 _LAYOUTS: dict[str, _Layout] = {}
@@ -204,18 +221,31 @@ def _layout(command: str) -> _Layout:
             optional[name] = _spec(name, template.params[name])
         elif in_mandatory:
             mandatory.append(_spec(name, template.params[name]))
-    layout = _Layout(tuple(mandatory), optional)
+    defaults: dict[str, ParamValue] = {}
+    for name in template.params_order:
+        value = getattr(template, name, None)
+        if isinstance(value, int | bytes):
+            defaults[name] = value
+    by_name = {spec.name: spec for spec in mandatory}
+    for name, spec in optional.items():
+        by_name.setdefault(name, spec)
+    layout = _Layout(tuple(mandatory), optional, by_name, defaults, tuple(template.params_order))
     _LAYOUTS[command] = layout
     return layout
 
 
+_COMMAND_NAMES: Final[dict[int, str]] = {
+    int(code): str(name) for name, code in reversed(command_codes.commands.items())
+}
+"""command_id -> name; the first name wins, as in smpplib's linear search."""
+_RESPONSE_COMMANDS: Final = frozenset(
+    name for code, name in _COMMAND_NAMES.items() if code & RESPONSE_BIT
+)
+
+
 def command_name(command_id: int) -> str | None:
     """The smpplib name of a command_id, or None if SMPP 3.4 has no such command."""
-    try:
-        name: str = command_codes.get_command_name(command_id)
-    except smpplib.exceptions.UnknownCommandError:
-        return None
-    return name
+    return _COMMAND_NAMES.get(command_id)
 
 
 def response_name(command: str) -> str:
@@ -232,6 +262,17 @@ def peek_header(frame: bytes) -> tuple[int, int, int, int] | None:
 
 def decode_pdu(frame: bytes) -> Pdu:
     """Decode one complete frame (as cut by `PduFramer`); raises only `PduDecodeError`."""
+    if len(frame) >= HEADER_SIZE:
+        length, command_id, status, sequence = _UNPACK_HEADER.unpack_from(frame)
+        fast = _FAST_DECODERS.get(command_id)
+        if fast is not None and length == len(frame):
+            return fast.decode(frame, status, sequence)
+    return smpplib_decode_pdu(frame)
+
+
+def smpplib_decode_pdu(frame: bytes) -> Pdu:
+    """`decode_pdu` through smpplib for every command: the reference the fast path
+    is tested against, and the path for the commands it does not cover."""
     header = peek_header(frame)
     if header is None:
         raise PduDecodeError(
@@ -352,16 +393,32 @@ def encode_pdu(
     status: int = 0,
     params: Mapping[str, ParamValue] | None = None,
 ) -> bytes:
-    """Encode a PDU with smpplib; raises `PduEncodeError` for parameters that would
-    not survive (smpplib silently truncates overlong strings)."""
+    """Encode a PDU as smpplib does; raises `PduEncodeError` for parameters that
+    would not survive (smpplib silently truncates overlong strings)."""
+    fast = _FAST_ENCODERS.get(command)
+    if fast is not None:
+        data = fast.encode(sequence, status, params or {})
+        if data is not None:
+            return data
+    return smpplib_encode_pdu(command, sequence, status, params)
+
+
+def smpplib_encode_pdu(
+    command: str,
+    sequence: int,
+    status: int = 0,
+    params: Mapping[str, ParamValue] | None = None,
+) -> bytes:
+    """`encode_pdu` through smpplib for every command: the reference the fast path
+    is tested against, and the path for everything it does not cover."""
     try:
         layout = _layout(command)
     except smpplib.exceptions.UnknownCommandError:
         raise PduEncodeError(CommandStatus.ESME_RINVCMDID, f"unknown command {command}") from None
     fields: dict[str, object] = {}
-    specs = {spec.name: spec for spec in layout.mandatory}
+    specs = layout.by_name
     for name, value in (params or {}).items():
-        spec = specs.get(name) or layout.optional.get(name)
+        spec = specs.get(name)
         if spec is None:
             raise PduEncodeError(CommandStatus.ESME_RSYSERR, f"{command} has no field {name}")
         fields[name] = _encodable(command, spec, value)
@@ -411,6 +468,278 @@ def _encodable(command: str, spec: _FieldSpec, value: ParamValue) -> object:
     raise PduEncodeError(CommandStatus.ESME_RSYSERR, f"{spec.name}: unsupported field type")
 
 
+# ---------------------------------------------------------------- the fast path
+
+FAST_DECODE_COMMANDS: Final = (
+    "submit_sm_resp",
+    "deliver_sm",
+    "deliver_sm_resp",
+    "enquire_link",
+    "enquire_link_resp",
+    "generic_nack",
+)
+"""Decoded without smpplib: what an ESME receives for every message it sends."""
+FAST_ENCODE_COMMANDS: Final = (
+    "submit_sm",
+    "deliver_sm_resp",
+    "enquire_link",
+    "enquire_link_resp",
+    "generic_nack",
+)
+"""Encoded without smpplib (unless a parameter needs one of smpplib's odd rules)."""
+
+_INT: Final = 0
+_CSTR: Final = 1
+_OSTR: Final = 2
+_FLAG: Final = 3
+_KINDS: Final[dict[type, int]] = {int: _INT, str: _CSTR, ostr: _OSTR, flag: _FLAG}
+_INT_FORMATS: Final[dict[int, str]] = {1: "B", 2: "H", 4: "L"}
+_NUL: Final = b"\0"
+
+_Mandatory = tuple[str, int, int, str]
+"""name, kind, size (ints), len_field (octet strings)."""
+_Tlv = tuple[str, int, int]
+"""name, kind, size."""
+
+
+def _tag(name: str) -> int:
+    return int(smpplib.consts.OPTIONAL_PARAMS[name])
+
+
+def _kind(spec: _FieldSpec) -> int:
+    return _KINDS[spec.kind]
+
+
+class _FastDecoder:
+    """One command's body walk, checked as `_check_body` checks and valued as
+    smpplib values (C-strings and octet strings as bytes, presets kept)."""
+
+    __slots__ = ("command", "command_id", "defaults", "mandatory", "tlvs")
+
+    def __init__(self, command: str, layout: _Layout) -> None:
+        self.command = command
+        self.command_id = int(command_codes.get_command_code(command))
+        for spec in layout.mandatory:
+            if spec.kind is str and spec.size is not None:
+                raise ValueError(f"{command}.{spec.name}: fixed-size C-string")
+            if spec.kind is flag:
+                raise ValueError(f"{command}.{spec.name}: mandatory flag")
+        self.mandatory: tuple[_Mandatory, ...] = tuple(
+            (spec.name, _kind(spec), spec.size or 1, spec.len_field or "")
+            for spec in layout.mandatory
+        )
+        self.defaults = dict(layout.defaults)
+        self.tlvs: dict[int, _Tlv] = {}
+        for name, spec in layout.optional.items():
+            tag = _tag(name)
+            if _TLV_NAMES.get(tag) == name:  # how _check_body names a tag
+                self.tlvs[tag] = (name, _kind(spec), spec.size or 0)
+
+    def decode(self, frame: bytes, status: int, sequence: int) -> Pdu:
+        params: dict[str, ParamValue] = dict(self.defaults)
+        end = len(frame)
+        pos = HEADER_SIZE
+        empty_tail: list[str] = []
+        for name, kind, size, len_field in self.mandatory:
+            if pos == end:
+                break  # smpplib leaves the remaining fields unset (e.g. error responses)
+            if kind == _INT:
+                next_pos = pos + size
+                if next_pos > end:
+                    raise self._error(CommandStatus.ESME_RINVCMDLEN, sequence, f"{name} truncated")
+                params[name] = frame[pos] if size == 1 else int.from_bytes(frame[pos:next_pos])
+                pos = next_pos
+            elif kind == _CSTR:
+                nul = frame.find(_NUL, pos)
+                if nul < 0:
+                    raise self._error(
+                        CommandStatus.ESME_RINVCMDLEN, sequence, f"{name} lacks its NUL"
+                    )
+                params[name] = frame[pos:nul]
+                pos = nul + 1
+            else:
+                next_pos = pos + cast(int, params.get(len_field, 0))
+                if next_pos > end:
+                    raise self._error(
+                        CommandStatus.ESME_RINVMSGLEN, sequence, f"{name} runs past the PDU"
+                    )
+                params[name] = frame[pos:next_pos]
+                if next_pos == pos:
+                    empty_tail.append(name)
+                    continue
+                pos = next_pos
+            empty_tail.clear()
+        unknown: dict[int, bytes] = {}
+        kept = False
+        tlvs = self.tlvs
+        while pos < end:
+            if pos + 4 > end:
+                raise self._error(
+                    CommandStatus.ESME_RINVOPTPARSTREAM, sequence, "truncated TLV header"
+                )
+            tag = frame[pos] << 8 | frame[pos + 1]
+            value_end = pos + 4 + (frame[pos + 2] << 8 | frame[pos + 3])
+            if value_end > end:
+                raise self._error(
+                    CommandStatus.ESME_RINVOPTPARSTREAM,
+                    sequence,
+                    f"TLV 0x{tag:04x} runs past the PDU",
+                )
+            value = frame[pos + 4 : value_end]
+            pos = value_end
+            tlv = tlvs.get(tag)
+            if tlv is None:
+                unknown[tag] = value
+                continue
+            name, kind, size = tlv
+            if kind == _INT:
+                if len(value) == size:
+                    params[name] = int.from_bytes(value)
+                    kept = True
+                    continue
+            elif kind == _CSTR:
+                if value[-1:] == _NUL:
+                    params[name] = value[:-1]
+                    kept = True
+                    continue
+            elif kind == _OSTR:
+                params[name] = value
+                kept = True
+                continue
+            elif not value:
+                kept = True  # an empty flag: smpplib reads it and sets nothing
+                continue
+            unknown[tag] = value  # smpplib would misread it
+        if empty_tail and not kept:
+            # smpplib parses the body without the TLVs it cannot take; when none
+            # is left it ends right after the last non-empty mandatory field, so
+            # an empty octet string there (sm_length 0) is not read at all.
+            for name in empty_tail:
+                del params[name]
+                if name in self.defaults:
+                    params[name] = self.defaults[name]
+        return Pdu(self.command, sequence, status, params, unknown)
+
+    def _error(self, status: int, sequence: int, reason: str) -> PduDecodeError:
+        return PduDecodeError(status, sequence, reason, self.command_id)
+
+
+class _FastEncoder:
+    """One command's encoding with smpplib's byte rules: a mandatory int of 0 or
+    unset is one NUL octet, an unset C-string is a NUL, an empty octet string
+    (mandatory or TLV) is left out, an int TLV is written whenever set, and the
+    length field of a mandatory octet string is its length (SubmitSM.prep)."""
+
+    __slots__ = (
+        "command",
+        "command_id",
+        "exclusive",
+        "lengths",
+        "mandatory",
+        "slow",
+        "specs",
+        "tlvs",
+    )
+
+    def __init__(self, command: str, layout: _Layout) -> None:
+        self.command = command
+        self.command_id = int(command_codes.get_command_code(command))
+        self.specs = layout.by_name
+        for spec in layout.mandatory:
+            if spec.kind is int and spec.size != 1:
+                raise ValueError(f"{command}.{spec.name}: smpplib writes 0 as one octet")
+            if spec.kind is str and spec.size is not None:
+                raise ValueError(f"{command}.{spec.name}: fixed-size C-string")
+            if spec.kind is flag:
+                raise ValueError(f"{command}.{spec.name}: mandatory flag")
+        self.mandatory: tuple[tuple[str, int], ...] = tuple(
+            (spec.name, _kind(spec)) for spec in layout.mandatory
+        )
+        self.lengths = {
+            spec.len_field: spec.name
+            for spec in layout.mandatory
+            if spec.kind is ostr and spec.len_field is not None
+        }
+        """length field -> the octet string it measures."""
+        self.exclusive = ("short_message", "message_payload") if command == "submit_sm" else None
+        """SubmitSM.prep refuses both at once (with its own message: smpplib path)."""
+        mandatory_names = {spec.name for spec in layout.mandatory}
+        tlvs: list[tuple[str, int, int, str | None]] = []
+        slow: set[str] = set()
+        for name in layout.order:
+            tlv = layout.optional.get(name)
+            if tlv is None or name in mandatory_names:
+                continue
+            if tlv.kind is int and tlv.size is not None and tlv.size in _INT_FORMATS:
+                tlvs.append((name, _tag(name), tlv.size, ">HH" + _INT_FORMATS[tlv.size]))
+            elif tlv.kind is ostr:
+                tlvs.append((name, _tag(name), 0, None))
+            else:
+                slow.add(name)
+        self.tlvs = tuple(tlvs)
+        """(name, tag, int size, struct format for ints or None for octet strings), in order."""
+        self.slow = frozenset(slow)
+        """C-string TLVs (smpplib writes UTF-8 after a character count) and flag
+        TLVs (smpplib writes nothing): such parameters take the smpplib path."""
+
+    def encode(self, sequence: int, status: int, params: Mapping[str, ParamValue]) -> bytes | None:
+        """The PDU's bytes; None when only smpplib knows what it makes of `params`."""
+        fields: dict[str, object] = {}
+        specs = self.specs
+        command = self.command
+        for name, param in params.items():
+            spec = specs.get(name)
+            if spec is None:
+                raise PduEncodeError(CommandStatus.ESME_RSYSERR, f"{command} has no field {name}")
+            fields[name] = _encodable(command, spec, param)
+        if self.slow and not self.slow.isdisjoint(fields):
+            return None
+        if self.exclusive is not None and all(fields.get(name) for name in self.exclusive):
+            return None
+        lengths = self.lengths
+        body = bytearray()
+        for name, kind in self.mandatory:
+            value = fields.get(name)
+            if kind == _INT:
+                measured = lengths.get(name)
+                if measured is not None:
+                    octets = fields.get(measured)
+                    value = len(octets) if isinstance(octets, bytes) else 0
+                body.append(value if isinstance(value, int) else 0)
+            elif kind == _CSTR:
+                if isinstance(value, str) and value:
+                    try:
+                        body += value.encode("latin-1")
+                    except UnicodeEncodeError:
+                        return None  # smpplib's own error
+                body.append(0)
+            elif isinstance(value, bytes) and value:
+                body += value
+        for name, tag, size, int_format in self.tlvs:
+            value = fields.get(name)
+            if value is None:
+                continue
+            if int_format is not None:
+                body += struct.pack(int_format, tag, size, value)
+            elif isinstance(value, bytes) and value:
+                body += _UNPACK_TLV_HEAD.pack(tag, len(value))
+                body += value
+        try:
+            header = _UNPACK_HEADER.pack(HEADER_SIZE + len(body), self.command_id, status, sequence)
+        except struct.error:
+            return None  # out-of-range sequence or status: smpplib's own error
+        return header + body
+
+
+_FAST_DECODERS: Final[dict[int, _FastDecoder]] = {}
+_FAST_ENCODERS: Final[dict[str, _FastEncoder]] = {}
+for _command in FAST_DECODE_COMMANDS:
+    _decoder = _FastDecoder(_command, _layout(_command))
+    _FAST_DECODERS[_decoder.command_id] = _decoder
+for _command in FAST_ENCODE_COMMANDS:
+    _FAST_ENCODERS[_command] = _FastEncoder(_command, _layout(_command))
+
+
 class PduFramer:
     """Cuts a byte stream into frames by command_length.
 
@@ -435,6 +764,33 @@ class PduFramer:
         """Add received bytes; return the frames completed by them, in order."""
         if self._error is not None:
             raise self._error
+        if self._buffer:
+            return self._feed_buffered(data)
+        # The usual case: whole frames cut straight out of the read, no copying
+        # through the buffer; the rest (a partial frame, a bad length) goes the
+        # buffered way.
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        frames: list[bytes] = []
+        pos = 0
+        size = len(data)
+        limit = self._max
+        while size - pos >= 4:
+            length = int.from_bytes(data[pos : pos + 4])
+            if length < HEADER_SIZE or length > limit or pos + length > size:
+                break
+            frames.append(data[pos : pos + length])
+            pos += length
+        if pos == size:
+            return frames
+        try:
+            frames += self._feed_buffered(data[pos:])
+        except PduFramingError as error:
+            error.frames = (*frames, *error.frames)
+            raise
+        return frames
+
+    def _feed_buffered(self, data: bytes) -> list[bytes]:
         frames: list[bytes] = []
         buffer = self._buffer
         view = memoryview(data)
