@@ -4,7 +4,11 @@ pjsua2 runs with `threadCnt = 0` in one dedicated thread that loops over
 `libHandleEvents()`; media runs in PJSIP's own C threads. Every pjsua2 object
 is created and used only on that thread. asyncio code talks to it through
 `PjsipEngine.run()` (a command queue in, a future resolved with
-`loop.call_soon_threadsafe` out); nothing else crosses threads.
+`loop.call_soon_threadsafe` out) and, for calls, `submit()` (a call command
+in, no reply) and the handler given to `attach_calls()` (call events out,
+delivered on the loop in batches, one wake-up per engine loop turn at most).
+Nothing else crosses threads. The calls themselves live in media/b2bua.py,
+on this thread.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ import contextlib
 import os
 import queue
 import re
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gateway.logs import get_logger
+from media.b2bua import B2bua
+from media.events import CallCommand, CallEvent, EngineStopped
 
 _log = get_logger("engine")
 T = TypeVar("T")
@@ -64,6 +71,14 @@ class EngineInfo:
 
 
 Command = Callable[[Any], Any]
+CallHandler = Callable[[Sequence[CallEvent]], None]
+"""Receives call events on the asyncio loop, in the order the engine produced them."""
+_QueueItem = tuple[Command, "asyncio.Future[Any]"] | CallCommand | None
+# Sent to the engine's own SIP port to end a libHandleEvents() wait when a command
+# is queued: pjsip drops a datagram of bare CRLF (a keep-alive) before parsing.
+_WAKE = b"\r\n\r\n"
+# How long shutdown waits for hung-up calls to finish their transactions.
+_SHUTDOWN_DRAIN_S = 1.0
 
 
 class PjsipEngine:
@@ -72,9 +87,7 @@ class PjsipEngine:
     def __init__(self, settings: EngineSettings, loop: asyncio.AbstractEventLoop) -> None:
         self.settings = settings
         self._loop = loop
-        self._commands: queue.SimpleQueue[tuple[Command, asyncio.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._commands: queue.SimpleQueue[_QueueItem] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._started: asyncio.Future[EngineInfo] = loop.create_future()
         self._stopped = threading.Event()
@@ -82,6 +95,32 @@ class PjsipEngine:
         self.last_heartbeat = 0.0
         self.failure: str | None = None
         self._writer: Any = None  # pjsua2 keeps a raw pointer: hold a reference
+        self._call_handler: CallHandler | None = None
+        self._b2bua: B2bua | None = None
+        self._events: list[CallEvent] = []  # engine thread only
+        self._wake_socket: socket.socket | None = None
+        self._wake_address: tuple[str, int] | None = None
+        self._wake_pending = threading.Event()
+
+    def attach_calls(self, handler: CallHandler) -> None:
+        """Hand incoming calls to `handler` (call control). Without one they get 503."""
+        self._call_handler = handler
+
+    def submit(self, command: CallCommand) -> None:
+        """Queue a call command for the engine thread (fire and forget; results come as events)."""
+        if not self._stopped.is_set():
+            self._commands.put(command)
+            self._wake()
+
+    def _wake(self) -> None:
+        """End the engine's current poll early, so a command waits microseconds, not a poll."""
+        if self._wake_socket is None or self._wake_address is None:
+            return
+        if self._wake_pending.is_set():
+            return  # a wake-up is already on its way; the engine drains the whole queue
+        self._wake_pending.set()
+        with contextlib.suppress(OSError):  # then the command waits for the next poll
+            self._wake_socket.sendto(_WAKE, self._wake_address)
 
     async def start(self, timeout: float = 30.0) -> EngineInfo:
         """Start the engine thread and wait until pjsua is running."""
@@ -91,6 +130,10 @@ class PjsipEngine:
             self.info = await asyncio.wait_for(asyncio.shield(self._started), timeout)
         except TimeoutError:
             raise EngineError(f"PJSIP engine did not start within {timeout:.0f} s") from None
+        family = socket.AF_INET6 if ":" in self.info.sip_host else socket.AF_INET
+        self._wake_socket = socket.socket(family, socket.SOCK_DGRAM)
+        self._wake_socket.setblocking(False)
+        self._wake_address = (self.info.sip_host, self.info.sip_port)
         return self.info
 
     def alive(self, now: float, stall_timeout: float) -> bool:
@@ -109,16 +152,20 @@ class PjsipEngine:
             future.set_exception(EngineError("engine is stopped"))
         else:
             self._commands.put((command, future))
+            self._wake()
         return future
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to shut pjsua down and wait for it."""
         thread = self._thread
-        if thread is None or not thread.is_alive():
-            return
-        self._commands.put(None)
-        await asyncio.to_thread(thread.join, timeout)
-        if thread.is_alive():
+        if thread is not None and thread.is_alive():
+            self._commands.put(None)
+            self._wake()
+            await asyncio.to_thread(thread.join, timeout)
+        if self._wake_socket is not None:
+            self._wake_socket.close()
+            self._wake_socket = None
+        if thread is not None and thread.is_alive():
             _log.error("engine_stop_timeout", timeout=timeout)
 
     # --- engine thread -----------------------------------------------------
@@ -148,12 +195,22 @@ class PjsipEngine:
             self._stopped.set()
             _destroy(endpoint)
             return
+        self.last_heartbeat = time.monotonic()  # alive() from the moment start() returns
         self._resolve(self._started, info, None)
+        reason = "stopped"
         try:
             self._serve(endpoint)
+        except BaseException as exc:  # noqa: BLE001 - the thread ends here either way
+            # Make the death visible: alive() false, EngineStopped ends every call.
+            reason = f"engine thread died: {_pj_reason(exc)}"
+            self.failure = reason
+            _log.error("engine_thread_died", error=reason, kind=type(exc).__name__)
         finally:
             self._stopped.set()
             self._fail_pending(EngineError("engine stopped"))
+            self._close_calls(endpoint)
+            self._events.append(EngineStopped(time.time(), reason, self.failure is not None))
+            self._flush_events()
             _destroy(endpoint)
 
     def _boot(self, pj: Any, endpoint: Any) -> EngineInfo:
@@ -176,6 +233,10 @@ class PjsipEngine:
         cfg.uaConfig.userAgent = "Callgate engine"
         cfg.medConfig.threadCnt = s.media_threads
         cfg.medConfig.noVad = True
+        cfg.medConfig.ecTailLen = 0  # no sound device, nothing to cancel
+        # Narrowband bridge: PCMU/PCMA legs need no resampling (wideband legs are resampled).
+        cfg.medConfig.clockRate = 8000
+        cfg.medConfig.sndClockRate = 8000
         cfg.logConfig.writer = writer
         # Level 4 during init exposes which ioqueue pjlib picked; it costs a log
         # line per transaction afterwards, so only probes use it.
@@ -192,6 +253,16 @@ class PjsipEngine:
         endpoint.libStart()
         local = endpoint.transportGetInfo(transport_id).localName
         host, _, port = local.rpartition(":")
+        self._b2bua = B2bua(
+            pj,
+            transport_id=transport_id,
+            contact_host=host.strip("[]"),
+            contact_port=int(port),
+            rtp_port_start=s.rtp_port_start,
+            rtp_port_range=s.rtp_port_range,
+            emit=self._events.append,
+            has_call_control=lambda: self._call_handler is not None,
+        )
         ioqueue = next(
             (m.group(1) for line in writer.lines if (m := _IOQUEUE_LOG.search(line))), "unknown"
         )
@@ -207,12 +278,15 @@ class PjsipEngine:
 
     def _serve(self, endpoint: Any) -> None:
         commands = self._commands
+        b2bua = self._b2bua
+        assert b2bua is not None
         while True:
             self.last_heartbeat = time.monotonic()
             try:
                 endpoint.libHandleEvents(_POLL_MSEC)
             except Exception as exc:  # noqa: BLE001 - one bad event must not kill the engine
                 _log.error("engine_event_error", error=_pj_reason(exc))
+            self._wake_pending.clear()  # before draining: a later submit wakes us again
             while True:
                 try:
                     item = commands.get_nowait()
@@ -220,13 +294,56 @@ class PjsipEngine:
                     break
                 if item is None:
                     return
+                if not isinstance(item, tuple):
+                    b2bua.execute(item)
+                    continue
                 command, future = item
                 try:
                     result = command(endpoint)
                 except Exception as exc:  # noqa: BLE001 - handed back to the caller
                     self._resolve(future, None, EngineError(_pj_reason(exc)))
+                except BaseException as exc:
+                    self._resolve(future, None, EngineError(f"engine died: {_pj_reason(exc)}"))
+                    raise
                 else:
                     self._resolve(future, result, None)
+            b2bua.reap()
+            self._flush_events()
+
+    def _flush_events(self) -> None:
+        """Hand this loop turn's call events to asyncio in one wake-up."""
+        handler = self._call_handler
+        if not self._events:
+            return
+        batch, self._events[:] = list(self._events), []
+        if handler is None:
+            return
+
+        def deliver() -> None:
+            try:
+                handler(batch)
+            except Exception as exc:  # noqa: BLE001 - call control's bug must not stop delivery
+                _log.error("call_handler_error", error=str(exc), kind=type(exc).__name__)
+
+        # A closed loop means nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(deliver)
+
+    def _close_calls(self, endpoint: Any) -> None:
+        """Hang up what is left and let the transactions finish, within a bound."""
+        b2bua = self._b2bua
+        if b2bua is None:
+            return
+        try:
+            b2bua.hang_up_all()
+            deadline = time.monotonic() + _SHUTDOWN_DRAIN_S
+            while b2bua.bridges and time.monotonic() < deadline:
+                endpoint.libHandleEvents(_POLL_MSEC)
+            b2bua.reap()
+        except Exception as exc:  # noqa: BLE001 - shutting down anyway
+            _log.warning("engine_close_calls_error", error=_pj_reason(exc))
+        b2bua.close()
+        self._b2bua = None
 
     def _fail_pending(self, error: EngineError) -> None:
         while True:
@@ -234,7 +351,7 @@ class PjsipEngine:
                 item = self._commands.get_nowait()
             except queue.Empty:
                 return
-            if item is not None:
+            if isinstance(item, tuple):
                 self._resolve(item[1], None, error)
 
 

@@ -49,6 +49,9 @@ async def test_engine_build_capabilities() -> None:
         placed = await engine.run(_place_calls(100))
         assert placed == 100
         await engine.run(lambda ep: ep.hangupAllCalls())
+        # Destroy the pjsua2 objects on the engine thread while the library lives:
+        # their destructors act on pjsua ids and must not run after libDestroy.
+        await engine.run(lambda ep: _keepalive.clear())
     finally:
         await engine.stop()
     assert not engine.alive(0.0, 1.0)
@@ -76,7 +79,7 @@ def _place_calls(count: int) -> Any:
         finally:
             ep.hangupAllCalls()
             sink.close()
-            # pjsua2 keeps raw pointers: keep the objects alive until the engine stops.
+            # pjsua2 keeps raw pointers: keep the objects alive until the test clears them.
             _keepalive.extend([account, *calls])
         return len(calls)
 

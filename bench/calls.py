@@ -1,0 +1,428 @@
+"""Bridged calls per second and setup latency through the PJSIP engine (B2BUA).
+
+For each rate: SIPp UAC (tests/sipp/call_uac_hangup.xml: INVITE, 180, 200,
+ACK, hold, BYE) -> engine (this process: PjsipEngine + CallControl +
+StaticRouter) -> SIPp UAS (tests/sipp/call_uas_answer.xml), for `--seconds`
+at `-r rate`, `-m rate*seconds`. The baseline, in the same run and at the
+same rates: the same UAC straight to the same kind of UAS (no engine).
+
+Reported per step: calls/s completed (successful / wall time of the step),
+failed calls, setup latency INVITE -> 200 at the caller (SIPp response-time
+trace, p50/p99), and CPU of this process (engine thread + asyncio call
+control) and of the engine thread alone, 100 % = one core.
+
+Run: python bench/calls.py [--seconds 20] [--rates 100,300,600] [--hold-ms 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateway.calls.control import CallControl
+from gateway.calls.registry import CallSettings, Disposition
+from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
+from gateway.config.models import LoggingConfig
+from gateway.logs import configure_logging
+from media.engine import EngineSettings, PjsipEngine
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "tests" / "sipp"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def thread_cpu(tid: int) -> float:
+    fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Step:
+    path: str
+    rate: int
+    ok: int
+    failed: int
+    wall: float
+    p50_ms: float
+    p99_ms: float
+    cpu: float | None = None
+    engine_cpu: float | None = None
+    probe_p50: float = float("nan")
+    probe_p99: float = float("nan")
+
+    def row(self) -> str:
+        cps = self.ok / self.wall if self.wall else 0.0
+        cpu = f"{self.cpu:5.0f} %" if self.cpu is not None else "    -  "
+        eng = f"{self.engine_cpu:5.0f} %" if self.engine_cpu is not None else "    -  "
+        return (
+            f"| {self.path:<8} | {self.rate:5d} | {cps:7.1f} | {self.ok:6d} | {self.failed:5d} "
+            f"| {self.p50_ms:4.0f} | {self.p99_ms:4.0f} | {self.probe_p50:6.3f} "
+            f"| {self.probe_p99:6.3f} | {cpu} | {eng} |"
+        )
+
+
+async def start_uas(workdir: Path, port: int) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sipp(),
+        "-sf",
+        str(SCENARIOS / "call_uas_answer.xml"),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-mp",
+        str(free_port()),
+        "-nostdin",
+        "-trace_err",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=workdir,
+    )
+
+
+async def run_uac(workdir: Path, target: str, rate: int, seconds: float, hold_ms: int) -> Step:
+    calls = int(rate * seconds)
+    argv = [
+        sipp(),
+        target,
+        "-sf",
+        str(SCENARIOS / "call_uac_hangup.xml"),
+        "-s",
+        "1000",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port()),
+        "-mp",
+        str(free_port()),
+        "-set",
+        "rtp_port",
+        "9",  # discard: RTP towards the caller goes nowhere in this benchmark
+        "-r",
+        str(rate),
+        "-m",
+        str(calls),
+        "-l",
+        str(max(rate * 4, 100)),
+        "-d",
+        str(hold_ms),
+        "-nostdin",
+        "-timeout",
+        f"{seconds + 30:.0f}s",
+        "-trace_rtt",
+        "-rtt_freq",
+        "1",
+        "-trace_stat",
+        "-fd",
+        "1",
+    ]
+    for old in workdir.glob("call_uac_hangup_*"):
+        old.unlink()
+    start = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=workdir
+    )
+    await proc.wait()
+    wall = time.monotonic() - start
+    ok, failed = _counts(workdir)
+    rtts = _rtts(workdir)
+    p50 = statistics.median(rtts) if rtts else float("nan")
+    p99 = statistics.quantiles(rtts, n=100)[98] if len(rtts) >= 100 else float("nan")
+    return Step("", rate, ok, failed, wall, p50, p99)
+
+
+def _counts(workdir: Path) -> tuple[int, int]:
+    stat = next(workdir.glob("call_uac_hangup_*_.csv"), None)
+    if stat is None:
+        return 0, 0
+    lines = stat.read_text().splitlines()
+    header, last = lines[0].split(";"), lines[-1].split(";")
+    row = dict(zip(header, last, strict=False))
+    return int(row["SuccessfulCall(C)"]), int(row["FailedCall(C)"])
+
+
+def _rtts(workdir: Path) -> list[float]:
+    values: list[float] = []
+    for path in workdir.glob("call_uac_hangup_*_rtt.csv"):
+        for line in path.read_text().splitlines()[1:]:
+            parts = line.split(";")
+            if len(parts) >= 2:
+                try:
+                    values.append(float(parts[1]))
+                except ValueError:
+                    continue
+    return values
+
+
+def sipp() -> str:
+    path = shutil.which("sipp")
+    if path is None:
+        raise SystemExit("sipp is not installed (Debian: sip-tester)")
+    return path
+
+
+async def measured(
+    work: Path, target: str, rate: int, seconds: float, hold_ms: int, latency_rate: int
+) -> Step:
+    """One load step; at the latency rate a probe runs sequential calls alongside."""
+    if rate != latency_rate:
+        return await run_uac(work, target, rate, seconds, hold_ms)
+    count = int(seconds / 0.03)
+    step, samples = await asyncio.gather(
+        run_uac(work, target, rate, seconds, hold_ms), run_probe(target, count, 0.02)
+    )
+    step.probe_p50, step.probe_p99 = statistics.median(samples), pct(samples, 99)
+    return step
+
+
+async def bench(rates: list[int], seconds: float, hold_ms: int, latency_rate: int) -> list[Step]:
+    steps: list[Step] = []
+    with tempfile.TemporaryDirectory(prefix="callgate-bench-") as tmp:
+        work = Path(tmp)
+        # Baseline: UAC straight to a UAS.
+        port = free_port()
+        uas = await start_uas(work, port)
+        try:
+            for rate in rates:
+                step = await measured(
+                    work, f"127.0.0.1:{port}", rate, seconds, hold_ms, latency_rate
+                )
+                step.path = "direct"
+                steps.append(step)
+        finally:
+            uas.kill()
+            await uas.wait()
+        # Through the engine.
+        port = free_port()
+        uas = await start_uas(work, port)
+        loop = asyncio.get_running_loop()
+        engine = PjsipEngine(
+            EngineSettings(
+                host="127.0.0.1",
+                port=0,
+                max_calls=4096,
+                media_threads=1,
+                rtp_port_start=20000,
+                rtp_port_range=20000,
+                codecs=("PCMU/8000/1", "PCMA/8000/1"),
+                log_level=0,
+            ),
+            loop,
+        )
+        control = CallControl(
+            engine,
+            StaticRouter(StaticRoutes((PrefixRoute("1", "127.0.0.1", port),))),
+            CallSettings(records_kept=1_000_000),
+        )
+        info = await engine.start()
+        assert engine._thread is not None and engine._thread.native_id is not None
+        tid = engine._thread.native_id
+        try:
+            for rate in rates:
+                before = len(control.registry.finished)
+                cpu0, eng0, t0 = process_cpu(), thread_cpu(tid), time.monotonic()
+                target = f"127.0.0.1:{info.sip_port}"
+                step = await measured(work, target, rate, seconds, hold_ms, latency_rate)
+                try:
+                    await asyncio.wait_for(control.wait_idle(), 10)
+                except TimeoutError:
+                    print(f"note: {control.active_calls()} calls still live after rate {rate}")
+                elapsed = time.monotonic() - t0
+                step.cpu = 100 * (process_cpu() - cpu0) / elapsed
+                step.engine_cpu = 100 * (thread_cpu(tid) - eng0) / elapsed
+                step.path = "engine"
+                records = list(control.registry.finished)[before:]
+                answered = sum(r.disposition is Disposition.ANSWERED for r in records)
+                probe_calls = int(seconds / 0.03) if rate == latency_rate else 0
+                if answered != step.ok + probe_calls:
+                    print(f"note: {answered} answered records vs {step.ok} SIPp successes")
+                steps.append(step)
+        finally:
+            control.close()
+            await engine.stop()
+            uas.kill()
+            await uas.wait()
+    return steps
+
+
+# --- latency probe (a subprocess: its own interpreter, its own clock reads) ----------
+
+_INVITE = (
+    "INVITE sip:{number}@{host}:{port} SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-probe-{n}\r\n"
+    "From: <sip:probe@127.0.0.1:{lport}>;tag=probe{n}\r\n"
+    "To: <sip:{number}@{host}:{port}>\r\n"
+    "Call-ID: probe-{n}-{pid}\r\n"
+    "CSeq: 1 INVITE\r\n"
+    "Contact: <sip:probe@127.0.0.1:{lport}>\r\n"
+    "Max-Forwards: 70\r\n"
+    "Content-Type: application/sdp\r\n"
+    "Content-Length: {length}\r\n\r\n{sdp}"
+)
+_SDP = (
+    "v=0\r\no=probe 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+
+def _in_dialog(method: str, cseq: int, n: int, lport: int, to: str, uri: str) -> bytes:
+    return (
+        f"{method} {uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-probe-{n}-{method.lower()}\r\n"
+        f"From: <sip:probe@127.0.0.1:{lport}>;tag=probe{n}\r\n"
+        f"To: {to}\r\nCall-ID: probe-{n}-{os.getpid()}\r\nCSeq: {cseq} {method}\r\n"
+        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def _header(message: str, name: str) -> str:
+    for line in message.split("\r\n"):
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return ""
+
+
+def probe(target: str, count: int, interval: float) -> list[float]:
+    """Sequential calls: INVITE -> 200 time in ms, measured with perf_counter."""
+    host, _, port_text = target.rpartition(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2)
+    lport = sock.getsockname()[1]
+    dest = (host, int(port_text))
+    samples: list[float] = []
+    lost = 0
+    for n in range(count):
+        try:
+            samples.append(_probe_call(sock, dest, host, port_text, lport, n))
+        except TimeoutError:
+            lost += 1  # UDP loss under load: the probe does not retransmit
+        time.sleep(interval)  # pacing between probe calls, not a wait for anything
+    print(f"probe: {lost} of {count} calls lost", file=sys.stderr)
+    return samples
+
+
+def _probe_call(
+    sock: socket.socket, dest: tuple[str, int], host: str, port_text: str, lport: int, n: int
+) -> float:
+    invite = _INVITE.format(
+        number="1000",
+        host=host,
+        port=port_text,
+        lport=lport,
+        n=n,
+        pid=os.getpid(),
+        length=len(_SDP),
+        sdp=_SDP,
+    ).encode()
+    call_id = f"probe-{n}-{os.getpid()}"
+    start = time.perf_counter()
+    sock.sendto(invite, dest)
+    while True:
+        text = sock.recv(65535).decode(errors="replace")
+        status = text.split(" ", 2)[1] if text.startswith("SIP/2.0") else ""
+        if _header(text, "call-id") != call_id:
+            continue
+        if status == "200" and "INVITE" in _header(text, "cseq"):
+            break
+        if status.isdigit() and int(status) >= 300:
+            raise SystemExit(f"probe call failed: {text.splitlines()[0]}")
+    elapsed = (time.perf_counter() - start) * 1000
+    to = _header(text, "to")
+    contact = _header(text, "contact").strip("<>").split(">")[0]
+    uri = contact or f"sip:1000@{host}:{port_text}"
+    sock.sendto(_in_dialog("ACK", 1, n, lport, to, uri), dest)
+    sock.sendto(_in_dialog("BYE", 2, n, lport, to, uri), dest)
+    while True:  # the BYE's 200 (skip retransmitted 200s of the INVITE)
+        text = sock.recv(65535).decode(errors="replace")
+        if text.startswith("SIP/2.0 200") and "BYE" in _header(text, "cseq"):
+            return elapsed
+
+
+async def run_probe(target: str, count: int, interval: float) -> list[float]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--probe",
+        target,
+        "--probe-count",
+        str(count),
+        "--probe-interval",
+        str(interval),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit("latency probe failed")
+    return [float(x) for x in out.split()]
+
+
+def pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 100 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rates", default="100,300,600")
+    parser.add_argument("--hold-ms", type=int, default=0, help="talk time before the BYE")
+    parser.add_argument("--latency-rate", type=int, default=100)
+    parser.add_argument("--probe", help=argparse.SUPPRESS)
+    parser.add_argument("--probe-count", type=int, default=100, help=argparse.SUPPRESS)
+    parser.add_argument("--probe-interval", type=float, default=0.02, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.probe:
+        print(
+            "\n".join(f"{v:.4f}" for v in probe(args.probe, args.probe_count, args.probe_interval))
+        )
+        return
+    configure_logging(LoggingConfig(level="warning"))
+    rates = [int(r) for r in args.rates.split(",")]
+    steps = asyncio.run(bench(rates, args.seconds, args.hold_ms, args.latency_rate))
+    print(
+        f"calls: {args.seconds:.0f} s per step, hold {args.hold_ms} ms, {os.cpu_count()} cores; "
+        f"probe latency at {args.latency_rate} calls/s"
+    )
+    print(
+        "| path | rate | calls/s | ok | failed | SIPp p50 ms | SIPp p99 ms "
+        "| probe p50 ms | probe p99 ms | process CPU | engine thread CPU |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for step in steps:
+        print(step.row())
+    direct = {s.rate: s for s in steps if s.path == "direct"}
+    for s in steps:
+        if s.path == "engine" and s.rate == args.latency_rate and s.rate in direct:
+            d = direct[s.rate]
+            print(
+                f"added setup latency at {s.rate} calls/s (probe): "
+                f"p50 {s.probe_p50 - d.probe_p50:+.3f} ms, p99 {s.probe_p99 - d.probe_p99:+.3f} ms"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""What crosses the thread boundary for calls: events out of the engine, commands into it.
+
+Plain frozen dataclasses, no pjsua2: the engine thread builds events and
+hands them to asyncio in batches; call control answers with commands that
+the engine executes on its own thread. A call is named by `call`, an
+integer the engine assigns when the caller's INVITE arrives (pjsua call ids
+are reused, these are not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Party(StrEnum):
+    """Which side of a bridged call did something."""
+
+    CALLER = "caller"
+    CALLEE = "callee"
+    GATEWAY = "gateway"
+
+
+# --- events: engine thread -> asyncio ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallOffered:
+    """A caller's INVITE reached the engine; it waits for a routing decision."""
+
+    call: int
+    at: float
+    request_uri: str
+    from_uri: str
+    sip_call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CalleeRinging:
+    """The callee answered 180 (or 183); relayed to the caller already."""
+
+    call: int
+    at: float
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """The callee answered 200 and the engine answered the caller."""
+
+    call: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CalleeFailed:
+    """The callee's leg ended with a final non-2xx; the caller is still waiting."""
+
+    call: int
+    at: float
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The caller's leg is gone (and the callee's is being torn down)."""
+
+    call: int
+    at: float
+    ended_by: Party
+    status: int
+    """Last SIP status of the leg that ended the call (BYE ends: 200)."""
+    reason: str
+    caller_codec: str
+    callee_codec: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStopped:
+    """The engine thread ended (a clean stop or a crash); every call it held is gone."""
+
+    at: float
+    reason: str
+    crashed: bool
+
+
+CallEvent = CallOffered | CalleeRinging | CallAnswered | CalleeFailed | CallEnded | EngineStopped
+
+
+# --- commands: asyncio -> engine thread ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceCallee:
+    """Place the callee's leg for `call` to `target` (a SIP URI)."""
+
+    call: int
+    target: str
+    caller_uri: str
+    """From URI presented to the callee."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseCall:
+    """End `call`: the caller gets `status` if not yet answered (else BYE); callee is cancelled."""
+
+    call: int
+    status: int
+    reason: str
+
+
+CallCommand = PlaceCallee | ReleaseCall
