@@ -184,8 +184,16 @@ class PjsipEngine:
         self._loop.call_soon_threadsafe(settle)
 
     def _main(self) -> None:
-        import pjsua2 as pj  # noqa: PLC0415 - imported on the engine thread only
-
+        try:
+            import pjsua2 as pj  # noqa: PLC0415 - imported on the engine thread only
+        except ImportError as exc:
+            self.failure = (
+                f"pjsua2 is not installed ({exc}); run `make setup` to build PJSIP "
+                "(the PyPI pjsua2 wheels are not usable: 32 calls at most)"
+            )
+            self._resolve(self._started, None, EngineError(self.failure))
+            self._stopped.set()
+            return
         endpoint = pj.Endpoint()
         try:
             info = self._boot(pj, endpoint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import socket
+import sys
 from typing import Any
 
 import pytest
@@ -96,3 +97,11 @@ async def test_engine_start_failure_is_reported() -> None:
         engine = PjsipEngine(_settings(port=busy.getsockname()[1]), asyncio.get_running_loop())
         with pytest.raises(Exception, match="PJSIP engine failed to start"):
             await engine.start()
+
+
+async def test_missing_pjsua2_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    monkeypatch.setitem(sys.modules, "pjsua2", None)  # import now raises ImportError
+    engine = PjsipEngine(_settings(), asyncio.get_running_loop())
+    with pytest.raises(Exception, match=r"pjsua2 is not installed.*make setup"):
+        await engine.start(timeout=10)
