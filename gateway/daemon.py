@@ -12,6 +12,9 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.calls.control import CallControl
+from gateway.calls.registry import CallSettings
+from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
 from gateway.config.loader import ConfigError, load_config
 from gateway.config.models import CallgateConfig
 from gateway.http import AdminHttp
@@ -50,6 +53,30 @@ def engine_settings(config: CallgateConfig) -> EngineSettings:
     )
 
 
+_NO_ANSWER_REASONS = {
+    408: "Request Timeout",
+    480: "Temporarily Unavailable",
+    486: "Busy Here",
+    487: "Request Terminated",
+    603: "Decline",
+}
+
+
+def call_router(config: CallgateConfig) -> StaticRouter:
+    routes = tuple(PrefixRoute(r.prefix, r.host, r.port, r.transport) for r in config.calls.routes)
+    return StaticRouter(StaticRoutes(routes))
+
+
+def call_settings(config: CallgateConfig) -> CallSettings:
+    c = config.calls
+    return CallSettings(
+        no_answer_timeout=c.no_answer_timeout,
+        no_answer_status=c.no_answer_status,
+        no_answer_reason=_NO_ANSWER_REASONS.get(c.no_answer_status, "No Answer"),
+        records_kept=c.records_kept,
+    )
+
+
 class Daemon:
     """One Callgate node: owns every component and their order of start and stop."""
 
@@ -66,6 +93,7 @@ class Daemon:
         self.http: AdminHttp | None = None
         self.binding_writer: BindingWriter | None = None
         self.sms: SmsService | None = None
+        self.calls: CallControl | None = None
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
@@ -109,6 +137,7 @@ class Daemon:
         if crashed:
             _log.warning("previous_run_crashed", runs=crashed)
         self.engine = PjsipEngine(engine_settings(cfg), asyncio.get_running_loop())
+        self.calls = CallControl(self.engine, call_router(cfg), call_settings(cfg))
         try:
             info = await self.engine.start()
         except EngineError as exc:
@@ -260,10 +289,15 @@ class Daemon:
         deadline = time.monotonic() + timeout
         if self.edge is not None:
             self.edge.stop_accepting()
+        if self.calls is not None:
             try:
-                await asyncio.wait_for(self.edge.idle.wait(), timeout)
+                await asyncio.wait_for(self.calls.wait_idle(), timeout)
             except TimeoutError:
-                _log.warning("drain_timeout", remaining=self.edge.active_work())
+                _log.warning(
+                    "drain_timeout",
+                    calls=self.calls.active_calls(),
+                    hint="remaining calls are released now",
+                )
         if self.sms is not None and not await self.sms.drain(max(deadline - time.monotonic(), 0.0)):
             _log.warning("sms_drain_timeout", hint="unsent messages stay queued for the next start")
 
@@ -274,6 +308,8 @@ class Daemon:
             await self.edge.stop()
         if self.sms is not None:
             await self.sms.stop()
+        if self.calls is not None:
+            self.calls.close()
         if self.engine is not None:
             await self.engine.stop()
         if self.binding_writer is not None:

@@ -11,7 +11,8 @@ RESTART_ONLY: tuple[tuple[str, str | None], ...] = (
     ("store", None),
     ("http", None),
     ("sip", "listen"),
-    # SMSC sessions and the SMS queue are built once at start.
+    # The router, SMSC sessions and the SMS queue are built once at start.
+    ("calls", None),
     ("smpp", None),
     ("sms", None),
 )

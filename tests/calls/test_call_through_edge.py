@@ -1,0 +1,72 @@
+"""The product's core path: SIPp caller -> edge (trunk) -> engine B2BUA -> SIPp callee."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.calls.peers import free_udp_port, start_sipp
+from tests.support.daemon import DaemonProcess, write_config
+
+
+@pytest.fixture
+def daemon_with_route(tmp_path: Path) -> Iterator[tuple[DaemonProcess, int]]:
+    callee_port = free_udp_port()
+    data_dir = tmp_path / "data"
+    extra = f"""
+[[trunks]]
+name = "test-trunk"
+allow = ["127.0.0.0/8"]
+
+[calls]
+no_answer_timeout = 5.0
+
+[[calls.routes]]
+prefix = "1"
+host = "127.0.0.1"
+port = {callee_port}
+"""
+    config = write_config(tmp_path / "c.toml", data_dir, extra=extra)
+    daemon = DaemonProcess(config, data_dir)
+    try:
+        daemon.wait_event("ready", timeout=30)
+        yield daemon, callee_port
+    finally:
+        daemon.stop()
+
+
+async def test_call_from_trunk_through_edge_and_engine(
+    daemon_with_route: tuple[DaemonProcess, int], tmp_path: Path
+) -> None:
+    daemon, callee_port = daemon_with_route
+    callee = await start_sipp(
+        "callee", "call_uas_answer.xml", tmp_path, port=callee_port, args=("-m", "1")
+    )
+    try:
+        caller = await start_sipp(
+            "caller",
+            "call_uac_hangup.xml",
+            tmp_path,
+            remote=f"127.0.0.1:{daemon.sip_port('udp')}",
+            args=("-s", "1234", "-m", "1", "-set", "rtp_port", str(free_udp_port())),
+        )
+        await caller.finish()
+        await callee.finish()
+    finally:
+        callee.kill()
+
+
+async def test_unknown_number_through_edge_gets_404(
+    daemon_with_route: tuple[DaemonProcess, int], tmp_path: Path
+) -> None:
+    daemon, _callee_port = daemon_with_route
+    caller = await start_sipp(
+        "caller",
+        "call_uac_unknown.xml",
+        tmp_path,
+        remote=f"127.0.0.1:{daemon.sip_port('udp')}",
+        args=("-s", "999", "-m", "1", "-set", "rtp_port", str(free_udp_port())),
+    )
+    await caller.finish()
