@@ -17,6 +17,7 @@ from gateway.calls.registry import CallSettings
 from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
 from gateway.config.loader import ConfigError, load_config
 from gateway.config.models import CallgateConfig
+from gateway.config.secrets import SecretUnavailableError
 from gateway.http import AdminHttp
 from gateway.logs import configure_logging, get_logger
 from gateway.metrics import Metrics
@@ -30,6 +31,7 @@ from gateway.sms_api import SmsApi
 from gateway.store.bindings import BindingStore, BindingWriter
 from gateway.store.database import Store, StoreError
 from media.engine import EngineError, EngineSettings, PjsipEngine
+from smpp.server import SmppServer
 from smpp.service import SmsService
 
 _log = get_logger("daemon")
@@ -94,6 +96,8 @@ class Daemon:
         self.binding_writer: BindingWriter | None = None
         self.sms: SmsService | None = None
         self.calls: CallControl | None = None
+        self.smpp_server: SmppServer | None = None
+        self.smpp_port = 0
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
@@ -172,6 +176,19 @@ class Daemon:
             self.sms = SmsService(cfg.sms, cfg.smpp.smsc, self.store)
             await self.sms.start()
             _log.info("sms_started", smscs=[s.name for s in cfg.smpp.smsc])
+            if cfg.smpp.server is not None:
+                self.smpp_server = SmppServer(cfg.smpp.server, self.sms)
+                try:
+                    port = await self.smpp_server.start()
+                except OSError as exc:
+                    raise StartupError(
+                        f"cannot open SMPP listener {cfg.smpp.server.host}:"
+                        f"{cfg.smpp.server.port}: {exc.strerror or exc}; change [smpp.server]"
+                    ) from None
+                except SecretUnavailableError as exc:
+                    raise StartupError(f"{exc}; fix [[smpp.server.users]]") from None
+                self.smpp_port = port
+                _log.info("smpp_server_started", port=port)
         api = SmsApi(lambda: self.sms, lambda: {a.name for a in self.config.accounts})
         self.http = AdminHttp(self.metrics, self.readiness, api.routes())
         try:
@@ -207,6 +224,8 @@ class Daemon:
             "http": {"host": self.config.http.host, "port": self.http.port},
             "engine": {"host": self.engine.info.sip_host, "port": self.engine.info.sip_port},
         }
+        if self.smpp_server is not None and self.config.smpp.server is not None:
+            state["smpp"] = {"host": self.config.smpp.server.host, "port": self.smpp_port}
         path = self.config.node.data_dir / "run" / "callgate.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
@@ -306,6 +325,8 @@ class Daemon:
             await self.http.stop()
         if self.edge is not None:
             await self.edge.stop()
+        if self.smpp_server is not None:
+            await self.smpp_server.stop()
         if self.sms is not None:
             await self.sms.stop()
         if self.calls is not None:

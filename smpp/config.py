@@ -112,6 +112,8 @@ class SmppConfig(Section):
 
     smsc: tuple[SmscConfig, ...] = ()
     """One `[[smpp.smsc]]` table per SMS centre."""
+    server: SmppServerConfig | None = None
+    """`[smpp.server]`: accept binds from customers' ESMEs (unset: no SMPP listener)."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> SmppConfig:
@@ -324,4 +326,78 @@ class SmsConfig(Section):
         twice = sorted({a for a in accounts if accounts.count(a) > 1})
         if twice:
             raise ValueError(f"[[sms.accounts]] configured twice: {', '.join(twice)}")
+        return self
+
+
+# ---------------------------------------------------------------------- [smpp.server]
+
+
+class SmppServerUserConfig(Section):
+    """One customer ESME that may bind to Callgate's SMPP server."""
+
+    system_id: str = Field(min_length=1, max_length=15)
+    """The system_id the ESME binds with."""
+    account: str
+    """The account its submits are charged to (limits, quota, filter rules)."""
+    password: SecretRef
+    """Bind password (`{ file = "..." }` or `{ env = "..." }`; at most 8 characters)."""
+
+    _account = field_validator("account")(_check_account)
+
+
+class SmppServerConfig(Section):
+    """The customer-facing SMPP server: ESMEs bind to Callgate and submit messages."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on (`0.0.0.0` or `::` for all interfaces)."""
+    port: int = Field(default=2775, ge=0, le=65535)
+    """TCP port to listen on; 0 picks a free port (tests)."""
+    tls_cert_file: Path | None = None
+    """PEM certificate chain; with `tls_key_file` the server speaks TLS only."""
+    tls_key_file: Path | None = None
+    """PEM private key of `tls_cert_file`."""
+    system_id: str = Field(default="Callgate", min_length=1, max_length=15)
+    """Our system_id in bind responses."""
+    bind_timeout: float = Field(default=10.0, gt=0, le=600)
+    """Seconds a new connection has to bind before it is closed (slowloris guard)."""
+    inactivity_timeout: float = Field(default=120.0, gt=0, le=86_400)
+    """Seconds a bound ESME may stay silent (no PDU, not even enquire_link) before
+    the connection is closed."""
+    response_timeout: float = Field(default=10.0, gt=0, le=600)
+    """Seconds to wait for the ESME's unbind_resp when the server shuts down."""
+    window: int = Field(default=10, ge=1, le=1000)
+    """Most submits per session being processed at once; more are answered
+    ESME_RTHROTTLED."""
+    max_pdu_rate: float = Field(default=200.0, gt=0, le=1_000_000)
+    """Requests per second one session may send (token bucket); over it they are
+    answered ESME_RTHROTTLED."""
+    pdu_burst: int = Field(default=200, ge=1, le=1_000_000)
+    """Requests one session may send back to back before `max_pdu_rate` applies."""
+    max_pdu_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
+    """Largest PDU accepted; a longer command_length closes the connection (the
+    stream cannot be resynchronised), and nothing longer is ever buffered."""
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    """Most connections at once; more are closed right after accept."""
+    max_connections_per_ip: int = Field(default=20, ge=1, le=1_000_000)
+    """Most connections at once from one source address."""
+    shutdown_grace: float = Field(default=5.0, gt=0, le=600)
+    """Seconds `stop()` waits for submits being processed and unbind answers."""
+    users: tuple[SmppServerUserConfig, ...] = ()
+    """One `[[smpp.server.users]]` table per ESME allowed to bind."""
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_plain(cls, value: str) -> str:
+        if not _HOST.match(value):
+            raise ValueError(f"{value!r} is not a host name or IP address")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SmppServerConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        ids = [user.system_id for user in self.users]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"[[smpp.server.users]] system_id twice: {', '.join(twice)}")
         return self

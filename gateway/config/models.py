@@ -157,7 +157,9 @@ class CallgateConfig(Section):
                     f"{', '.join(unknown)}; define it in [[smpp.smsc]]"
                 )
         accounts = {account.name for account in self.accounts}
+        server_users = self.smpp.server.users if self.smpp.server is not None else ()
         referenced = [
+            *(user.account for user in server_users),
             *(entry.account for entry in self.sms.accounts),
             *(entry.account for entry in self.sms.numbers),
             *(entry.account for entry in self.sms.filter.accounts),
@@ -168,4 +170,6 @@ class CallgateConfig(Section):
                 f"[sms] refers to unknown account(s) {', '.join(unknown_accounts)}; "
                 "add them to [[accounts]]"
             )
+        if self.smpp.server is not None and not self.smpp.smsc:
+            raise ValueError("[smpp.server] needs at least one [[smpp.smsc]] to send through")
         return self

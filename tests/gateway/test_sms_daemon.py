@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.smsc.blocking_esme import BlockingEsme
 from tests.smsc.simulator import SmscSimulator
 from tests.support.daemon import DaemonProcess, write_config
 
@@ -40,6 +41,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def daemon(tmp_path: Path, smsc: SmscSimulator) -> Iterator[tuple[DaemonProcess, Path]]:
     secret = tmp_path / "smsc.pw"
     secret.write_text(smsc.password + "\n")
+    esme_secret = tmp_path / "esme.pw"
+    esme_secret.write_text("esme-pw\n")
     data_dir = tmp_path / "data"
     extra = f"""
 [[accounts]]
@@ -62,6 +65,15 @@ smsc = ["sim"]
 
 [sms.filter]
 keywords = ["casino"]
+
+[smpp.server]
+host = "127.0.0.1"
+port = 0
+
+[[smpp.server.users]]
+system_id = "shop"
+account = "bob"
+password = {{ file = "{esme_secret}" }}
 """
     config = write_config(tmp_path / "c.toml", data_dir, extra=extra)
     process = DaemonProcess(config, data_dir)
@@ -186,3 +198,20 @@ def test_admin_api_rejects_bad_input(daemon: tuple[DaemonProcess, Path]) -> None
     assert code == 400 and body["error"] == "bad_number"
     code, _ = post("/alice/sms", b"x" * (70 * 1024))
     assert code == 413
+
+
+def test_customer_esme_submits_through_the_daemon(
+    daemon: tuple[DaemonProcess, Path], smsc: SmscSimulator
+) -> None:
+    process, _config = daemon
+    port = int(process.runtime()["smpp"]["port"])
+    with BlockingEsme("127.0.0.1", port) as esme:
+        esme.bind("transceiver", system_id="shop", password="esme-pw")
+        esme.submit(destination_addr="+4930555000", short_message=b"via smpp")
+        response = esme.expect("submit_sm_resp")
+    assert response.status == 0 and response.message_id
+    _wait(lambda: len(smsc.messages()) == 1)
+    assert bytes.fromhex(smsc.messages()[0]["short_message_hex"]) == b"via smpp"
+    with BlockingEsme("127.0.0.1", port) as intruder, pytest.raises(Exception) as refused:
+        intruder.bind("transceiver", system_id="shop", password="wrong")
+    assert "0xd" in str(refused.value).lower() or "13" in str(refused.value)
