@@ -155,7 +155,7 @@ class Daemon:
             raise StartupError(f"{exc}; fix [[accounts]]") from None
         bindings = BindingStore(self.store)
         restored = await bindings.load(time.time())
-        self.binding_writer = BindingWriter(bindings)
+        self.binding_writer = BindingWriter(bindings, cfg.sip.registrar.persist_delay)
         self.binding_writer.start()
         self.edge = SipEdge(
             cfg.sip,

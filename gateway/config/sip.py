@@ -82,6 +82,9 @@ class RegistrarConfig(Section):
     """Contacts per account unless the account sets its own."""
     sweep_interval: float = Field(default=5.0, gt=0)
     """Seconds between removals of expired bindings."""
+    persist_delay: float = Field(default=0.25, ge=0, le=10)
+    """Seconds registration changes gather before one write to the store (0: write
+    each at once). A crash loses at most this much; a clean stop loses nothing."""
 
     @model_validator(mode="after")
     def _ordered(self) -> RegistrarConfig:

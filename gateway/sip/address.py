@@ -14,13 +14,20 @@ from gateway.sip.errors import SipParseError, bad_header
 from gateway.sip.grammar import (
     LWS,
     QUOTED_RE,
+    SIMPLE_PARAMS,
     TOKEN_CHARS,
     format_params,
     parse_params,
     quote,
     unescape_quoted,
 )
-from gateway.sip.uri import SCHEME_RE, SIP_SCHEMES, SipUri, looks_like_sip_uri
+from gateway.sip.uri import (
+    SCHEME_RE,
+    SIP_SCHEMES,
+    SIP_URI_SHAPE,
+    SipUri,
+    looks_like_sip_uri,
+)
 
 _DISPLAY_TOKENS_RE = re.compile(f"[{TOKEN_CHARS}]+(?:[ \\t]+[{TOKEN_CHARS}]+)*")
 # absoluteURI characters (RFC 2396 uric plus the few SIP adds); no LWS, <, >, ".
@@ -30,6 +37,18 @@ _VIA_RE = re.compile(
     r"[ \t]+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
 )
 _MAX_PORT = 65535
+# Fast paths for the usual shapes: `["display" | token display] <sip-uri>;params`
+# and `SIP/2.0/UDP host:port;params`. Each matches only text the general parser
+# below accepts with the same result, so a match skips it; anything else (quoted
+# escapes, whitespace around `;`, addr-spec forms, ...) takes the general path.
+_FAST_NAME_ADDR_RE = re.compile(
+    f'(?:"([^"\\\\\r\n]*)"[ \\t]*|([{TOKEN_CHARS}]+(?:[ \\t]+[{TOKEN_CHARS}]+)*)[ \\t]*)?'
+    f"<({SIP_URI_SHAPE})>(?:;({SIMPLE_PARAMS}))?"
+)
+_FAST_VIA_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?"
+    f"(?:;({SIMPLE_PARAMS}))?"
+)
 
 
 @dataclass(slots=True)
@@ -82,6 +101,14 @@ def _check_uri(uri: str, header: str) -> None:
 
 def parse_name_addr(value: str, header: str, *, allow_wildcard: bool = False) -> NameAddress:
     """Parse one address value; errors are 400 naming `header`."""
+    fast = _FAST_NAME_ADDR_RE.fullmatch(value)
+    if fast is not None:
+        quoted, token_display, uri, param_text = fast.groups()
+        return NameAddress(
+            uri,
+            quoted if quoted is not None else token_display,
+            _simple_params(param_text) if param_text is not None else {},
+        )
     text = value.strip(LWS)
     if not text:
         raise bad_header(header, "empty value")
@@ -116,6 +143,15 @@ def parse_name_addr(value: str, header: str, *, allow_wildcard: bool = False) ->
     _check_uri(uri, header)
     params = parse_params(param_text, header) if semicolon else {}
     return NameAddress(uri, None, params)
+
+
+def _simple_params(text: str) -> dict[str, str | None]:
+    """Parameters already matched by SIMPLE_PARAMS (token names, plain values)."""
+    params: dict[str, str | None] = {}
+    for item in text.split(";"):
+        name, equals, param_value = item.partition("=")
+        params[name.lower()] = param_value if equals else None
+    return params
 
 
 def _angle_part(text: str, display: str | None, header: str) -> NameAddress:
@@ -168,8 +204,27 @@ class ViaHeader:
         return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
 
 
+def _fast_via(value: str) -> ViaHeader | None:
+    """The usual Via shape, or None to leave it (and its errors) to `parse_via`."""
+    fast = _FAST_VIA_RE.fullmatch(value)
+    if fast is None:
+        return None
+    transport, host, port_text, param_text = fast.groups()
+    params = _simple_params(param_text) if param_text is not None else {}
+    port = None if port_text is None else int(port_text)
+    rport = params.get("rport")
+    if (port is not None and port > _MAX_PORT) or (
+        rport is not None and (not rport.isdigit() or int(rport) > _MAX_PORT)
+    ):
+        return None
+    return ViaHeader(transport.upper(), host, port, params, "SIP/2.0")
+
+
 def parse_via(value: str) -> ViaHeader:
     """Parse one Via value (already split from a comma list)."""
+    fast = _fast_via(value)
+    if fast is not None:
+        return fast
     sent, semicolon, param_text = value.partition(";")
     match = _VIA_RE.fullmatch(sent.strip(LWS))
     if match is None:

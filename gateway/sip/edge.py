@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from prometheus_client import Counter
 
 from gateway.config.sip import SipConfig, SipListener
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.sip.access import AccessControl, Answer
-from gateway.sip.address import parse_via
 from gateway.sip.admission import AdmissionPolicy, AdmissionRequest, Reject
 from gateway.sip.directory import Directory
 from gateway.sip.errors import SipParseError
@@ -33,6 +35,7 @@ from gateway.sip.message import (
     request_uri,
     serialize,
     to_address,
+    vias,
 )
 from gateway.sip.proxy import (
     Hop,
@@ -65,6 +68,8 @@ ALLOW = (
 # New requests that need an authenticated caller and an admission decision.
 _ADMITTED_METHODS = frozenset({"INVITE", "MESSAGE", "SUBSCRIBE", "REFER", "NOTIFY", "PUBLISH"})
 _IDENTITY_HEADERS = ("P-Asserted-Identity", "P-Preferred-Identity", "Identity", "Privacy")
+# Methods whose request counter child is kept at hand (others go through labels()).
+_COUNTED_METHODS = frozenset({*_ADMITTED_METHODS, "REGISTER", "OPTIONS", "ACK", "BYE", "CANCEL"})
 
 BindingSink = Callable[[RegisterResult | None, list[Binding]], None]
 """Receives registrar changes (a REGISTER's result, or swept bindings) for persistence."""
@@ -76,8 +81,8 @@ def stateless_tag(request: SipRequest) -> str:
     Built from fields the INVITE and its ACK share, so the edge recognises
     the ACK of a response it generated without keeping state.
     """
-    via = request.headers.get("Via") or ""
-    branch = parse_via(via).branch if via else None
+    parsed = vias(request)  # parsed once, with the message
+    branch = parsed[0].branch if parsed else None
     number = cseq(request)[0]
     seed = "\0".join(
         (
@@ -126,7 +131,7 @@ class SipEdge:
             config.protection.packet_burst,
             config.protection.max_tracked_sources,
         )
-        self._secret = hashlib.blake2s(str(id(self)).encode() + repr(clock()).encode()).digest()
+        self._secret = os.urandom(32)  # keys the derived Via branches
         self.bound: list[BoundListener] = []
         self.accepting = True
         self.idle = asyncio.Event()  # set while no dialog or transaction is in progress
@@ -139,6 +144,12 @@ class SipEdge:
         self._servers: list[asyncio.Server] = []
         self._closers: list[Callable[[], None]] = []
         self._sweeper: asyncio.Task[None] | None = None
+        self._blocked_agents = _lowered(config.protection.user_agent_blocklist)
+        # Metric children by label value: labels() costs a lock and a tuple per call.
+        self._requests_by_method: dict[str, Counter] = {}
+        self._responses_by_status: dict[int, Counter] = {}
+        self._forwarded_in = metrics.sip_forwarded.labels(direction="in")
+        self._forwarded_out = metrics.sip_forwarded.labels(direction="out")
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -209,6 +220,7 @@ class SipEdge:
         """Apply live-changeable settings (listeners stay as bound)."""
         self.config = config
         self.directory = directory
+        self._blocked_agents = _lowered(config.protection.user_agent_blocklist)
         self.access.update(config, directory)
 
     def stop_accepting(self) -> None:
@@ -288,14 +300,19 @@ class SipEdge:
             _log.warning("upstream_bad_message", status=exc.status, reason=exc.reason)
 
     def _public_request(self, request: SipRequest, peer: Peer) -> None:
-        self.metrics.sip_requests.labels(method=request.method).inc()
-        user_agent = (request.headers.get("User-Agent") or "").lower()
-        if user_agent and any(
-            bad.lower() in user_agent for bad in self.config.protection.user_agent_blocklist
-        ):
-            self.metrics.sip_dropped.labels(reason="user_agent").inc()
-            return
         method = request.method
+        counter = self._requests_by_method.get(method)
+        if counter is None:
+            counter = self.metrics.sip_requests.labels(method=method)
+            if method in _COUNTED_METHODS:
+                self._requests_by_method[method] = counter
+        counter.inc()
+        user_agent = request.headers.get("User-Agent")
+        if user_agent and self._blocked_agents:
+            lowered = user_agent.lower()
+            if any(bad in lowered for bad in self._blocked_agents):
+                self.metrics.sip_dropped.labels(reason="user_agent").inc()
+                return
         in_dialog = to_address(request).tag is not None
         if method == "ACK":
             if to_address(request).tag == stateless_tag(request):
@@ -370,7 +387,7 @@ class SipEdge:
             if request.method != "ACK":
                 self._send_to_peer(peer, self._reply_with(request, 483, "Too Many Hops", ()))
             return
-        self.metrics.sip_forwarded.labels(direction="in").inc()
+        self._forwarded_in.inc()
         self._internal.sendto(serialize(forwarded), self.upstream)
 
     def _internal_request(self, request: SipRequest, peer: Peer) -> None:
@@ -389,7 +406,7 @@ class SipEdge:
         except TooManyHops:
             return
         hop = next_hop_for_request(forwarded, "udp")
-        self.metrics.sip_forwarded.labels(direction="out").inc()
+        self._forwarded_out.inc()
         self._send_to_hop(hop, serialize(forwarded))
 
     def _public_response(self, response: SipResponse) -> None:
@@ -418,7 +435,12 @@ class SipEdge:
         return self._public[0]
 
     def _send_to_peer(self, peer: Peer, response: SipResponse) -> None:
-        self.metrics.sip_responses_sent.labels(status=str(response.status)).inc()
+        counter = self._responses_by_status.get(response.status)
+        if counter is None:
+            counter = self._responses_by_status[response.status] = (
+                self.metrics.sip_responses_sent.labels(status=str(response.status))
+            )  # statuses are three digits: at most 600 children
+        counter.inc()
         peer.send(serialize(response))
 
     def _send_to_hop(self, hop: Hop, payload: bytes) -> None:
@@ -464,6 +486,10 @@ class SipEdge:
                 ("Accept-Language", "en"),
             ),
         )
+
+
+def _lowered(blocklist: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(bad.lower() for bad in blocklist)
 
 
 def _upstream(config: SipConfig, engine: Address) -> Address:

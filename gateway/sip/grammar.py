@@ -21,7 +21,8 @@ _PARAM_VALUE_RE = re.compile(f"[{TOKEN_CHARS}:\\[\\]]+")
 # The common case in one linear regex: `name[=value]` items with token names,
 # unquoted values and no whitespace. Every text it matches is one that
 # `parse_params` accepts item by item, so a match lets it skip the per-item checks.
-SIMPLE_PARAMS = f"[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}:\\[\\]]+)?(?:;[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}:\\[\\]]+)?)*"
+_SIMPLE_PARAM = f"[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}:\\[\\]]+)?"
+SIMPLE_PARAMS = f"{_SIMPLE_PARAM}(?:;{_SIMPLE_PARAM})*"
 _SIMPLE_PARAMS_RE = re.compile(SIMPLE_PARAMS)
 LWS = " \t"
 

@@ -166,7 +166,9 @@ class Headers:
             self._fields[first] = field  # the index stays valid
             return
         self._fields = [
-            field if i == first else f for i, f in enumerate(self._fields) if i == first or f[0] != key
+            field if i == first else f
+            for i, f in enumerate(self._fields)
+            if i == first or f[0] != key
         ]
         self._index = None
 

@@ -32,6 +32,7 @@ _KNOWN_METHODS = frozenset(
     }
 )
 
+
 @dataclass(slots=True)
 class Head:
     """A parsed start line and header section, before body framing."""
@@ -55,6 +56,13 @@ def _check_version(version: str) -> None:
 
 
 def _check_request_uri(uri: str, limits: ParseLimits) -> None:
+    if looks_like_sip_uri(uri):  # the usual case; its alphabet is within _URI_CHARS_RE
+        scheme = uri[: uri.index(":")].lower()
+        if "?" in uri[uri.rfind("@") + 1 :]:  # §19.1.1: no headers here (RFC 4475 escruri)
+            raise bad_request("Bad Request-URI", "URI headers are not allowed")
+        if scheme not in limits.uri_schemes:
+            raise SipParseError(UNSUPPORTED_URI_SCHEME, "Unsupported URI Scheme", detail=scheme)
+        return
     scheme, colon, _rest = uri.partition(":")
     if not colon or SCHEME_RE.fullmatch(scheme) is None or _URI_CHARS_RE.fullmatch(uri) is None:
         raise bad_request("Bad Request-URI", repr(uri[:60]))
@@ -92,6 +100,17 @@ def _parse_start_line(line: str, limits: ParseLimits) -> Head:
     return Head(True, method, uri, 0, "", Headers._trusted([]))
 
 
+def _field_name(name: str) -> tuple[str, str]:
+    """(key, name) for a spelling not in SPELLINGS: trailing LWS, odd case, or unknown."""
+    name = name.rstrip(LWS)
+    known = SPELLINGS.get(name) or SPELLINGS.get(name.lower())
+    if known is not None:
+        return known
+    if not is_token(name):
+        raise bad_request("Bad Header Name", repr(name[:40]))
+    return (name.lower(), name)
+
+
 def parse_head(data: bytes, limits: ParseLimits) -> Head:
     """Parse the bytes before the blank line: start line plus header fields.
 
@@ -104,11 +123,14 @@ def parse_head(data: bytes, limits: ParseLimits) -> Head:
     if text.count("\r") != crlf or text.count("\n") != crlf:
         raise bad_request("Bad Line Ending", "bare CR or LF in header section")
     lines = text.split("\r\n")
-    if max(map(len, lines)) > limits.max_header_line_bytes:
+    if len(text) > limits.max_header_line_bytes and (
+        max(map(len, lines)) > limits.max_header_line_bytes
+    ):
         raise SipParseError(MESSAGE_TOO_LARGE, "Message Too Large", detail="header line too long")
     if len(lines) > limits.max_headers * 4 + 1:  # cheap early bound; exact count below
         raise SipParseError(MESSAGE_TOO_LARGE, "Message Too Large", detail="too many headers")
     head = _parse_start_line(lines[0], limits)
+    folded = "\r\n " in text or "\r\n\t" in text  # rare: only then look for continuations
     # One pass: name lookup, value trim and the key -> positions index together,
     # so no later lookup re-scans the fields.
     fields: list[tuple[str, str, str]] = []
@@ -116,23 +138,18 @@ def parse_head(data: bytes, limits: ParseLimits) -> Head:
     append = fields.append
     names = SPELLINGS
     for line in lines[1:]:
-        if line[:1] in (" ", "\t"):  # folded continuation (RFC 3261 §7.3.1)
+        if folded and line[:1] in (" ", "\t"):  # folded continuation (RFC 3261 §7.3.1)
             if not fields:
                 raise bad_request("Bad Header Folding", "continuation before any header")
             key, name, value = fields[-1]
             fields[-1] = (key, name, f"{value} {line.strip(LWS)}" if value else line.strip(LWS))
             continue
         name, colon, value = line.partition(":")
-        if not colon:
-            raise bad_request("Bad Header Line", repr(line[:40]))
-        known = names.get(name)
+        known = names.get(name) if colon else None
         if known is None:
-            name = name.rstrip(LWS)
-            known = names.get(name) or names.get(name.lower())
-            if known is None:
-                if not is_token(name):
-                    raise bad_request("Bad Header Name", repr(name[:40]))
-                known = (name.lower(), name)
+            if not colon:
+                raise bad_request("Bad Header Line", repr(line[:40]))
+            known = _field_name(name)
         key = known[0]
         positions = index.get(key)
         if positions is None:

@@ -14,8 +14,17 @@ from dataclasses import dataclass
 from gateway.sip.address import parse_name_addr, parse_via
 from gateway.sip.errors import SipParseError
 from gateway.sip.grammar import split_list
-from gateway.sip.headers import Headers
-from gateway.sip.message import SipRequest, SipResponse, call_id, cseq, from_address, to_address
+from gateway.sip.headers import Headers, canonical_name
+from gateway.sip.message import (
+    SipRequest,
+    SipResponse,
+    call_id,
+    cseq,
+    from_address,
+    to_address,
+    top_via,
+    vias,
+)
 from gateway.sip.uri import SipUri
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -59,16 +68,21 @@ def edit_first(headers: Headers, name: str, edit: Callable[[list[str]], list[str
     """Apply `edit` to the values of the first `name` field (a comma list).
 
     `edit([])` is used when there is no such field; an empty result drops it.
+    The fields of `headers` are already valid and `edit` builds values from
+    parsed ones, so the result is assembled without re-checking every field.
     """
-    fields = headers.items()
-    key = name.lower()
-    for index, (field_name, value) in enumerate(fields):
-        if field_name.lower() == key:
-            values = edit(split_list(value))
-            replacement = [(field_name, ", ".join(values))] if values else []
-            return Headers(fields[:index] + replacement + fields[index + 1 :])
+    canonical = canonical_name(name)
+    key = canonical.lower()
+    fields = headers._fields
+    positions = headers._lookup().get(key)
+    if positions:
+        index = positions[0]
+        _key, field_name, value = fields[index]
+        values = edit(split_list(value))
+        replacement = [(key, field_name, ", ".join(values))] if values else []
+        return Headers._trusted(fields[:index] + replacement + fields[index + 1 :])
     values = edit([])
-    return Headers([(name, ", ".join(values)), *fields]) if values else headers
+    return Headers._trusted([(key, canonical, ", ".join(values)), *fields]) if values else headers
 
 
 def stamp_received(headers: Headers, source: tuple[str, int]) -> Headers:
@@ -91,7 +105,7 @@ def stamp_received(headers: Headers, source: tuple[str, int]) -> Headers:
 def derive_branch(request: SipRequest, secret: bytes) -> str:
     """Same input branch -> same output branch (needed for CANCEL and ACK to match)."""
     top = request.headers.get("Via") or ""
-    branch = parse_via(top).branch if top else None
+    branch = top_via(request).branch if top else None
     if branch and branch.startswith(MAGIC_COOKIE):
         seed = f"{branch}|{top}"
     else:
@@ -134,7 +148,9 @@ def forward_request(
     secret: bytes,
 ) -> SipRequest:
     """The request as the edge passes it on: our Via on top, our Routes consumed."""
-    headers = stamp_received(request.headers.copy(), source)
+    headers = stamp_received(request.headers, source)
+    if headers is request.headers:
+        headers = headers.copy()  # no Via to stamp; never edit the request's own fields
     max_forwards = headers.get("Max-Forwards")
     remaining = int(max_forwards) if max_forwards and max_forwards.isdigit() else 70
     if remaining <= 0:
@@ -169,14 +185,14 @@ def next_hop_for_request(request: SipRequest, default_transport: str) -> Hop:
 
 def forward_response(response: SipResponse) -> tuple[SipResponse, Hop] | None:
     """Pop our Via and find where the response goes; None if the top Via is not ours."""
-    vias = response.headers.get_all("Via")
-    if len(vias) < 2:
+    parsed = vias(response)  # parsed (and validated) with the message
+    if len(parsed) < 2:
         return None
-    ours = parse_via(vias[0])
+    ours = parsed[0]
     if not (ours.branch or "").startswith(EDGE_BRANCH):
         return None
-    headers = edit_first(response.headers.copy(), "Via", lambda values: values[1:])
-    nxt = parse_via(vias[1])
+    headers = edit_first(response.headers, "Via", lambda values: values[1:])
+    nxt = parsed[1]
     transport = nxt.transport.lower()
     host = nxt.received or nxt.host.strip("[]")
     port = nxt.rport or nxt.port or DEFAULT_PORTS.get(transport, 5060)

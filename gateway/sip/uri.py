@@ -28,7 +28,7 @@ _TEL_RE = re.compile(r"[0-9A-Fa-f*#+\-.()pPwW]+")
 _MAX_PORT = 65535
 # Structural shape of a sip/sips URI in one linear regex; `looks_like_sip_uri`
 # uses it so header validation need not build a SipUri per address.
-_SIP_URI_SHAPE_RE = re.compile(
+SIP_URI_SHAPE = (
     r"[sS][iI][pP][sS]?:"
     r"(?:(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+"
     r"(?::(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*)?@)?"
@@ -38,6 +38,7 @@ _SIP_URI_SHAPE_RE = re.compile(
     r"(?:=(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+)?)*"
     r"(?:\?(?:[A-Za-z0-9\-_.!~*'()\[\]/?:+$=&]|%[0-9A-Fa-f]{2})*)?"
 )
+_SIP_URI_SHAPE_RE = re.compile(SIP_URI_SHAPE)
 
 
 def looks_like_sip_uri(text: str) -> bool:

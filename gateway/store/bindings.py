@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterable
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, bindparam, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.logs import get_logger
@@ -40,6 +41,17 @@ def _row(binding: Binding) -> dict[str, object]:
     }
 
 
+_DELETE_BY_KEY = delete(sip_bindings).where(
+    and_(
+        sip_bindings.c.aor == bindparam("k_aor"),
+        sip_bindings.c.binding_key == bindparam("k_key"),
+    )
+)
+
+BATCH_DELAY = 0.25
+"""Seconds changes may wait to be written together (see `BindingWriter`)."""
+
+
 class BindingStore:
     """Writes registrar changes and reads them back at start."""
 
@@ -47,21 +59,19 @@ class BindingStore:
         self._engine = store.engine
 
     async def apply(self, updated: Iterable[Binding], removed: Iterable[Binding]) -> None:
-        """Upsert `updated`, delete `removed`, in one transaction (one entry per binding)."""
+        """Upsert `updated`, delete `removed`, in one transaction (one entry per binding).
+
+        Two statements whatever the batch size, each run as one executemany:
+        delete every touched key, then insert the live ones. Portable across
+        SQLite and PostgreSQL, where a dialect upsert would not be.
+        """
         changed = list(updated)
         gone = list(removed)
         if not changed and not gone:
             return
+        keys = [{"k_aor": b.aor, "k_key": binding_key(b)} for b in (*changed, *gone)]
         async with self._engine.begin() as conn:
-            for binding in [*changed, *gone]:
-                await conn.execute(
-                    delete(sip_bindings).where(
-                        and_(
-                            sip_bindings.c.aor == binding.aor,
-                            sip_bindings.c.binding_key == binding_key(binding),
-                        )
-                    )
-                )
+            await conn.execute(_DELETE_BY_KEY, keys)
             if changed:
                 await conn.execute(sip_bindings.insert(), [_row(b) for b in changed])
 
@@ -91,12 +101,16 @@ class BindingStore:
 class BindingWriter:
     """Write-behind for registrar changes: the SIP path never waits for the disk.
 
-    Changes are coalesced per binding and written by one task; `flush()` on
-    shutdown writes what is left, so a clean restart keeps every binding.
+    Changes are coalesced per binding and written by one task: after the first
+    change it waits `batch_delay` seconds so that the changes of that interval
+    go out in one transaction (two executemany statements) instead of one per
+    REGISTER. `flush()` on shutdown writes what is left, so a clean restart
+    keeps every binding; a crash loses at most the last `batch_delay` seconds.
     """
 
-    def __init__(self, store: BindingStore) -> None:
+    def __init__(self, store: BindingStore, batch_delay: float = BATCH_DELAY) -> None:
         self._store = store
+        self._batch_delay = batch_delay
         self._pending: dict[tuple[str, str], tuple[Binding, bool]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -105,15 +119,19 @@ class BindingWriter:
         self._task = asyncio.create_task(self._run())
 
     def record(self, updated: Iterable[Binding], removed: Iterable[Binding]) -> None:
+        pending = self._pending
         for binding in removed:
-            self._pending[(binding.aor, binding_key(binding))] = (binding, False)
+            pending[(binding.aor, binding_key(binding))] = (binding, False)
         for binding in updated:
-            self._pending[(binding.aor, binding_key(binding))] = (binding, True)
-        self._wake.set()
+            pending[(binding.aor, binding_key(binding))] = (binding, True)
+        if pending and not self._wake.is_set():
+            self._wake.set()
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            if self._batch_delay > 0:
+                await asyncio.sleep(self._batch_delay)  # let this interval's changes gather
             self._wake.clear()
             try:
                 await self.flush()
@@ -131,12 +149,15 @@ class BindingWriter:
                 [b for b, live in batch.values() if live],
                 [b for b, live in batch.values() if not live],
             )
-        except SQLAlchemyError:
-            # Keep newer changes made meanwhile; put the failed batch back under them.
+        except (SQLAlchemyError, asyncio.CancelledError):
+            # Failed or cut short by close(): keep newer changes made meanwhile
+            # and put the unwritten batch back under them.
             self._pending = {**batch, **self._pending}
             raise
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task  # a write cut short puts its batch back (see flush)
         await self.flush()
