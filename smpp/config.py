@@ -18,6 +18,13 @@ from gateway.config.secrets import SecretRef
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HOST = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
 
+
+def _check_plain_host(value: str) -> str:
+    if not _HOST.match(value):
+        raise ValueError(f"{value!r} is not a host name or IP address")
+    return value
+
+
 ConcatenationMethod = Literal["udh8", "udh16", "sar", "payload"]
 
 
@@ -91,12 +98,7 @@ class SmscConfig(Section):
             raise ValueError("use letters, digits, '_', '.' and '-' (at most 64)")
         return value
 
-    @field_validator("host")
-    @classmethod
-    def _host_is_plain(cls, value: str) -> str:
-        if not _HOST.match(value):
-            raise ValueError(f"{value!r} is not a host name or IP address")
-        return value
+    _host = field_validator("host")(_check_plain_host)
 
     @model_validator(mode="after")
     def _backoffs_ordered(self) -> SmscConfig:
@@ -385,12 +387,7 @@ class SmppServerConfig(Section):
     users: tuple[SmppServerUserConfig, ...] = ()
     """One `[[smpp.server.users]]` table per ESME allowed to bind."""
 
-    @field_validator("host")
-    @classmethod
-    def _host_is_plain(cls, value: str) -> str:
-        if not _HOST.match(value):
-            raise ValueError(f"{value!r} is not a host name or IP address")
-        return value
+    _host = field_validator("host")(_check_plain_host)
 
     @model_validator(mode="after")
     def _consistent(self) -> SmppServerConfig:
