@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.calls.control import CallControl
+from gateway.calls.overload import CallAdmission, OverloadLimits, OverloadPolicy
 from gateway.calls.registry import CallSettings
 from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
 from gateway.config.loader import ConfigError, load_config
@@ -55,6 +56,8 @@ def engine_settings(config: CallgateConfig) -> EngineSettings:
     )
 
 
+_LAG_PROBE = 0.05  # seconds between event-loop lag measurements
+
 _NO_ANSWER_REASONS = {
     408: "Request Timeout",
     480: "Temporarily Unavailable",
@@ -67,6 +70,17 @@ _NO_ANSWER_REASONS = {
 def call_router(config: CallgateConfig) -> StaticRouter:
     routes = tuple(PrefixRoute(r.prefix, r.host, r.port, r.transport) for r in config.calls.routes)
     return StaticRouter(StaticRoutes(routes))
+
+
+def overload_limits(config: CallgateConfig) -> OverloadLimits:
+    c = config.calls
+    return OverloadLimits(
+        max_new_per_second=c.max_new_per_second,
+        burst=c.max_new_burst,
+        max_concurrent=c.max_concurrent,
+        max_loop_lag=c.max_loop_lag,
+        retry_after=c.overload_retry_after,
+    )
 
 
 def call_settings(config: CallgateConfig) -> CallSettings:
@@ -98,6 +112,7 @@ class Daemon:
         self.calls: CallControl | None = None
         self.smpp_server: SmppServer | None = None
         self.smpp_port = 0
+        self.loop_lag = 0.0
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
@@ -113,12 +128,14 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         watchdog = asyncio.create_task(self._watchdog())
+        lag_monitor = asyncio.create_task(self._measure_loop_lag())
         self.notifier.ready(f"serving on {self._describe_listeners()}")
         _log.info("ready", node=self.config.node.name, listeners=self._describe_listeners())
         await self._stop.wait()
         self.notifier.stopping()
         await self._drain()
         watchdog.cancel()
+        lag_monitor.cancel()
         await self._shutdown()
         _log.info("stopped")
         return 0
@@ -141,7 +158,14 @@ class Daemon:
         if crashed:
             _log.warning("previous_run_crashed", runs=crashed)
         self.engine = PjsipEngine(engine_settings(cfg), asyncio.get_running_loop())
-        self.calls = CallControl(self.engine, call_router(cfg), call_settings(cfg))
+        self.calls = CallControl(
+            self.engine,
+            call_router(cfg),
+            call_settings(cfg),
+            on_record=lambda record: self.metrics.calls_finished.labels(
+                disposition=str(record.disposition)
+            ).inc(),
+        )
         try:
             info = await self.engine.start()
         except EngineError as exc:
@@ -157,12 +181,19 @@ class Daemon:
         restored = await bindings.load(time.time())
         self.binding_writer = BindingWriter(bindings, cfg.sip.registrar.persist_delay)
         self.binding_writer.start()
+        policy = OverloadPolicy(
+            AuthenticatedOnly(),
+            CallAdmission(overload_limits(cfg)),
+            active_calls=self.calls.active_calls,
+            loop_lag=lambda: self.loop_lag,
+            on_reject=lambda why: self.metrics.calls_rejected.labels(reason=why).inc(),
+        )
         self.edge = SipEdge(
             cfg.sip,
             self.metrics,
             (info.sip_host, info.sip_port),
             directory,
-            AuthenticatedOnly(),
+            policy,
             bindings_sink=self._bindings_changed,
         )
         try:
@@ -240,6 +271,15 @@ class Daemon:
         self.metrics.engine_up.set(1 if engine_ok else 0)
         self.metrics.store_up.set(1 if store_ok else 0)
         return {"engine": engine_ok, "store": store_ok}
+
+    async def _measure_loop_lag(self) -> None:
+        """How late a short timer fires: the node's backlog, for load shedding."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(_LAG_PROBE)
+            self.loop_lag = max(loop.time() - started - _LAG_PROBE, 0.0)
+            self.metrics.loop_lag.set(self.loop_lag)
 
     async def _watchdog(self) -> None:
         """Pet systemd's watchdog only while the engine thread is healthy."""

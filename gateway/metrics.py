@@ -54,5 +54,21 @@ class Metrics:
             "callgate_sip_bindings", "Registered contacts (bindings)", registry=r
         )
 
+        self.calls_rejected = Counter(
+            "callgate_calls_rejected",
+            "New calls refused by overload control",
+            ["reason"],
+            registry=r,
+        )
+        self.calls_finished = Counter(
+            "callgate_calls_finished",
+            "Finished calls by disposition",
+            ["disposition"],
+            registry=r,
+        )
+        self.loop_lag = Gauge(
+            "callgate_loop_lag_seconds", "Event-loop lag, last measurement", registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

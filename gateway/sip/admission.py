@@ -25,6 +25,8 @@ class AdmissionRequest:
     to_uri: str
     identity: dict[str, str] = field(default_factory=dict)
     """Identity-related headers as received: P-Asserted-Identity, Identity, Privacy."""
+    transaction: str = ""
+    """Call-ID and top Via branch: the same for retransmissions of this request."""
 
 
 @dataclass(frozen=True)

@@ -361,6 +361,7 @@ class SipEdge:
                 from_uri=from_address(request).uri,
                 to_uri=to_address(request).uri,
                 identity={h: v for h in _IDENTITY_HEADERS if (v := request.headers.get(h))},
+                transaction=f"{request.headers.get('Call-ID')}|{request.headers.get('Via')}",
             ),
             now,
         )

@@ -70,3 +70,61 @@ async def test_unknown_number_through_edge_gets_404(
         args=("-s", "999", "-m", "1", "-set", "rtp_port", str(free_udp_port())),
     )
     await caller.finish()
+
+
+def _metric(daemon: DaemonProcess, name: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(daemon.http_url("/metrics"), timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+async def test_twice_the_call_limit_gets_503s_and_no_failed_admitted_call(
+    tmp_path: Path,
+) -> None:
+    """At 2x the configured rate the excess is refused with 503; admitted calls complete."""
+    callee_port = free_udp_port()
+    data_dir = tmp_path / "data"
+    extra = f"""
+[[trunks]]
+name = "load"
+allow = ["127.0.0.0/8"]
+
+[calls]
+max_new_per_second = 10.0
+max_new_burst = 5
+
+[[calls.routes]]
+prefix = "1"
+host = "127.0.0.1"
+port = {callee_port}
+"""
+    daemon = DaemonProcess(write_config(tmp_path / "c.toml", data_dir, extra=extra), data_dir)
+    callee = None
+    try:
+        daemon.wait_event("ready", timeout=30)
+        callee = await start_sipp(
+            "callee", "call_uas_answer.xml", tmp_path, port=callee_port, timeout=60
+        )
+        total = 60  # 3 s at 20 calls/s: twice the limit
+        caller = await start_sipp(
+            "caller",
+            "call_uac_overload.xml",
+            tmp_path,
+            remote=f"127.0.0.1:{daemon.sip_port('udp')}",
+            args=("-s", "1234", "-r", "20", "-m", str(total)),
+            timeout=40,
+        )
+        await caller.finish(timeout=50)  # exit 0: every call answered or refused with 503
+        answered = _metric(daemon, 'callgate_calls_finished_total{disposition="answered"}')
+        refused = _metric(daemon, 'callgate_calls_rejected_total{reason="rate"}')
+        assert answered + refused == total, (answered, refused)
+        assert refused > 0 and answered >= 5
+        # Burst plus 10/s over ~3 s, with a little slack for timing.
+        assert answered <= 5 + 10 * 4, answered
+        assert _metric(daemon, "callgate_calls_finished_total") == answered  # none failed
+    finally:
+        if callee is not None:
+            callee.kill()
+        daemon.stop()

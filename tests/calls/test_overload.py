@@ -1,0 +1,86 @@
+"""Node-wide call admission: pure unit tests with a fake clock."""
+
+from __future__ import annotations
+
+from gateway.calls.overload import CallAdmission, OverloadLimits, OverloadPolicy
+from gateway.sip.admission import AdmissionRequest, Admit, AuthenticatedOnly, Reject
+
+LIMITS = OverloadLimits(
+    max_new_per_second=10, burst=5, max_concurrent=3, max_loop_lag=0.2, retry_after=7
+)
+
+
+def test_rate_is_a_token_bucket() -> None:
+    admission = CallAdmission(LIMITS)
+    verdicts = [admission.check(100.0, 0, 0.0) for _ in range(8)]
+    assert verdicts == [None] * 5 + ["rate"] * 3
+    # 0.25 s later 2.5 tokens are back: two calls, not three.
+    assert [admission.check(100.25, 0, 0.0) for _ in range(3)] == [None, None, "rate"]
+    # A long pause refills to the burst, not beyond.
+    assert [admission.check(1000.0, 0, 0.0) for _ in range(6)] == [None] * 5 + ["rate"]
+
+
+def test_concurrency_and_lag_are_checked_first() -> None:
+    admission = CallAdmission(LIMITS)
+    assert admission.check(0.0, 3, 0.0) == "concurrent"
+    assert admission.check(0.0, 0, 0.5) == "lag"
+    assert admission.check(0.0, 2, 0.1) is None
+
+
+def _request(method: str, trunk: str | None = "t") -> AdmissionRequest:
+    return AdmissionRequest(
+        method=method,
+        account=None,
+        trunk=trunk,
+        source=("192.0.2.1", 5060),
+        request_uri="sip:1@x",
+        from_uri="sip:a@x",
+        to_uri="sip:1@x",
+    )
+
+
+def test_policy_answers_503_with_retry_after_and_counts() -> None:
+    rejected: list[str] = []
+    policy = OverloadPolicy(
+        AuthenticatedOnly(), CallAdmission(LIMITS), lambda: 3, lambda: 0.0, rejected.append
+    )
+    decision = policy.admit(_request("INVITE"), 0.0)
+    assert decision == Reject(503, "Service Unavailable", (("Retry-After", "7"),))
+    assert rejected == ["concurrent"]
+    # Other methods and policy refusals pass through untouched.
+    assert policy.admit(_request("MESSAGE"), 0.0) == Admit()
+    assert policy.admit(_request("INVITE", trunk=None), 0.0) == Reject(403, "Forbidden")
+
+
+def test_retransmissions_get_the_same_verdict_without_spending_tokens() -> None:
+    limits = OverloadLimits(
+        max_new_per_second=1,
+        burst=1,
+        max_concurrent=10,
+        max_loop_lag=1.0,
+        retry_after=5,
+        remembered=2,
+    )
+    rejected: list[str] = []
+    policy = OverloadPolicy(
+        AuthenticatedOnly(), CallAdmission(limits), lambda: 0, lambda: 0.0, rejected.append
+    )
+
+    def invite(key: str) -> AdmissionRequest:
+        return AdmissionRequest(
+            method="INVITE",
+            account=None,
+            trunk="t",
+            source=("192.0.2.1", 5060),
+            request_uri="sip:1@x",
+            from_uri="sip:a@x",
+            to_uri="sip:1@x",
+            transaction=key,
+        )
+
+    assert policy.admit(invite("a"), 0.0) == Admit()
+    assert policy.admit(invite("a"), 0.0) == Admit()  # retransmission: no token needed
+    assert isinstance(policy.admit(invite("b"), 0.0), Reject)
+    assert isinstance(policy.admit(invite("b"), 5.0), Reject)  # still the first verdict
+    assert rejected == ["rate"]
+    assert policy.admit(invite("c"), 5.0) == Admit()  # "a" was forgotten (remembered=2)
