@@ -45,11 +45,11 @@ class CallsConfig(Section):
     """One `[[calls.routes]]` table per prefix; calls matching none get 404."""
     records_kept: int = Field(default=10_000, ge=0, le=10_000_000)
     """Finished call records kept in memory (until the CDR table exists)."""
-    max_new_per_second: float = Field(default=200.0, gt=0)
+    max_new_per_second: float = Field(default=100.0, gt=0)
     """New calls admitted per second, node-wide; more get 503 with Retry-After at the
     edge before the engine spends anything. Measure your node (bench/calls.py) and
     keep this below the rate it sustains with zero failures."""
-    max_new_burst: int = Field(default=50, ge=1)
+    max_new_burst: int = Field(default=20, ge=1)
     """New calls admitted back to back above `max_new_per_second`."""
     max_concurrent: int = Field(default=2000, ge=1, le=2048)
     """Calls in progress, node-wide (each uses two of the engine's 4096 legs)."""
