@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +130,3 @@ class DaemonProcess:
                 self.proc.wait()
                 raise
         return self.proc.returncode
-
-
-def started(config: Path, data_dir: Path) -> Iterator[DaemonProcess]:
-    daemon = DaemonProcess(config, data_dir)
-    try:
-        daemon.wait_event("ready", timeout=30)
-        yield daemon
-    finally:
-        daemon.stop()
