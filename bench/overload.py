@@ -181,6 +181,7 @@ port = {uas_port}
                             answered,
                             refused,
                             wall,
+                            unanswered,
                         )
                     )
             finally:
@@ -208,9 +209,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for s in steps:
         refused = ", ".join(f"{v:.0f} {k}" for k, v in s.refused.items()) or "0"
+        other = ", ".join(f"{v:.0f} {k}" for k, v in (s.unanswered or {}).items()) or "0"
         print(
-            f"| {s.path} | {s.offered:g} | {s.calls} | {s.sipp_ok} | {s.answered:.0f} | {refused} | "
-            f"{', '.join(f'{v:.0f} {k}' for k, v in (s.unanswered or {}).items()) or '0'} | "
+            f"| {s.path} | {s.offered:g} | {s.calls} | {s.sipp_ok} | {s.answered:.0f} | "
+            f"{refused} | {other} | "
             f"{s.sipp_failed} | {s.wall:.1f} |"
         )
 
