@@ -37,16 +37,10 @@ from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
 from gateway.config.models import LoggingConfig
 from gateway.logs import configure_logging
 from media.engine import EngineSettings, PjsipEngine
+from tests.support.ports import free_udp_port
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "tests" / "sipp"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def thread_cpu(tid: int) -> float:
@@ -94,7 +88,7 @@ async def start_uas(workdir: Path, port: int) -> asyncio.subprocess.Process:
         "-p",
         str(port),
         "-mp",
-        str(free_port()),
+        str(free_udp_port()),
         "-nostdin",
         "-trace_err",
         stdout=asyncio.subprocess.DEVNULL,
@@ -115,9 +109,9 @@ async def run_uac(workdir: Path, target: str, rate: int, seconds: float, hold_ms
         "-i",
         "127.0.0.1",
         "-p",
-        str(free_port()),
+        str(free_udp_port()),
         "-mp",
-        str(free_port()),
+        str(free_udp_port()),
         "-set",
         "rtp_port",
         "9",  # discard: RTP towards the caller goes nowhere in this benchmark
@@ -203,7 +197,7 @@ async def bench(rates: list[int], seconds: float, hold_ms: int, latency_rate: in
     with tempfile.TemporaryDirectory(prefix="callgate-bench-") as tmp:
         work = Path(tmp)
         # Baseline: UAC straight to a UAS.
-        port = free_port()
+        port = free_udp_port()
         uas = await start_uas(work, port)
         try:
             for rate in rates:
@@ -216,7 +210,7 @@ async def bench(rates: list[int], seconds: float, hold_ms: int, latency_rate: in
             uas.kill()
             await uas.wait()
         # Through the engine.
-        port = free_port()
+        port = free_udp_port()
         uas = await start_uas(work, port)
         loop = asyncio.get_running_loop()
         engine = PjsipEngine(

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.smsc.simulator import SmscSimulator  # noqa: E402
+from tests.support.ports import free_tcp_port  # noqa: E402
 
 CONFIG = """
 group = core
@@ -80,12 +80,6 @@ class KannelResult:
         return self.dlrs / self.seconds if self.seconds else 0.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _wait_port(port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -118,11 +112,15 @@ async def _run(messages: int, concurrency: int, window: int, timeout: float) -> 
     app.router.add_get("/dlr", on_dlr)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    dlr_port = _free_port()
+    dlr_port = free_tcp_port()
     await web.TCPSite(runner, "127.0.0.1", dlr_port).start()
 
     with tempfile.TemporaryDirectory() as tmp, SmscSimulator().start(dlr_delay_ms=10) as sim:
-        ports = {"admin_port": _free_port(), "smsbox_port": _free_port(), "http_port": _free_port()}
+        ports = {
+            "admin_port": free_tcp_port(),
+            "smsbox_port": free_tcp_port(),
+            "http_port": free_tcp_port(),
+        }
         conf = Path(tmp) / "kannel.conf"
         conf.write_text(
             CONFIG.format(

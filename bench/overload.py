@@ -25,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.calls import free_port, sipp, start_uas  # noqa: E402
+from bench.calls import sipp, start_uas  # noqa: E402
 from tests.support.daemon import DaemonProcess, write_config  # noqa: E402
+from tests.support.ports import free_udp_port  # noqa: E402
 
 SCENARIO = ROOT / "tests" / "sipp" / "call_uac_overload.xml"
 
@@ -87,7 +88,7 @@ async def _uac(workdir: Path, target: str, rate: float, seconds: float) -> tuple
         "-i",
         "127.0.0.1",
         "-p",
-        str(free_port()),
+        str(free_udp_port()),
         "-r",
         f"{rate:g}",
         "-m",
@@ -115,7 +116,7 @@ async def bench(limit: float, seconds: float, multipliers: list[float]) -> list[
     steps: list[Step] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        uas_port = free_port()
+        uas_port = free_udp_port()
         uas = await start_uas(work, uas_port)
         try:
             for m in multipliers:

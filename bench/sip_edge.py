@@ -61,6 +61,7 @@ from sip_parser import INVITE, REGISTER, baseline_split  # noqa: E402
 
 from gateway.sip.directory import format_ha1  # noqa: E402
 from gateway.sip.message import parse_message  # noqa: E402
+from tests.support.ports import free_udp_port  # noqa: E402
 
 SCENARIOS = ROOT / "tests" / "sipp"
 TRUNK_IP = "127.0.0.2"
@@ -131,12 +132,6 @@ class DropWatch:
         mine = ", ".join(f"{owner} {n}" for owner, n in sorted(by_owner.items()) if n)
         system = rcvbuf_errors() - self._system_start
         return f"; UDP buffer drops: {mine or 'none in our sockets'} (system-wide {system})"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,22 +12,10 @@ from gateway.calls.control import CallControl
 from gateway.calls.registry import CallSettings
 from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
 from media.engine import EngineInfo, EngineSettings, PjsipEngine
+from tests.support.ports import free_udp_port
 from tests.support.sipp import SCENARIOS, sipp_binary
 
 CODECS = ("PCMU/8000/1", "PCMA/8000/1", "G722/16000/1", "opus/48000/2")
-
-
-def free_udp_port() -> int:
-    """A port that was free a moment ago.
-
-    SIPp cannot be handed a bound socket, so a UAS gets a port found by
-    binding port 0 and closing it; another process could take it in between
-    (a small race, acceptable for tests; the engine itself binds port 0).
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def engine_settings(**overrides: object) -> EngineSettings:

@@ -27,6 +27,7 @@ from gateway.sip.digest import NonceService
 from gateway.sip.directory import format_ha1
 from tests.support.daemon import DaemonProcess
 from tests.support.pjua_client import run_pjua
+from tests.support.ports import free_udp_port
 from tests.support.sipp import SCENARIOS, SippResult, run_sipp, sipp_binary
 from tests.support.tls import self_signed
 
@@ -143,13 +144,6 @@ def metric(daemon: DaemonProcess, sample: str) -> float:
         if name == sample:
             return float(value)
     return 0.0
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """An ephemeral port the system just handed out (for peers that cannot report theirs)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 # --- raw SIP over sockets ----------------------------------------------------

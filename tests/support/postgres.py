@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support.ports import free_tcp_port
 
 _BIN_ROOT = Path("/usr/lib/postgresql")
 
@@ -19,12 +20,6 @@ def _bindir() -> Path:
     if not versions:
         raise RuntimeError("PostgreSQL is not installed; `make test` installs Debian's postgresql")
     return versions[-1].parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -38,7 +33,7 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_tcp_port()
     subprocess.run(
         [
             *prefix,
