@@ -29,7 +29,6 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,6 +51,7 @@ from sqlalchemy import select  # noqa: E402
 import smpp.pdu  # noqa: E402
 from smpp.schema import sms_messages  # noqa: E402
 from smpp.service import SmsService  # noqa: E402
+from tests.smpp.sms_runner import run_until_killed  # noqa: E402
 from tests.smpp.sms_support import (  # noqa: E402
     PASSWORD_ENV as RUNNER_PASSWORD_ENV,
 )
@@ -154,35 +154,9 @@ class CrashResult:
 
 
 def _run_until_killed(sim: SmscSimulator, data_dir: Path, count: int, kill_after: int) -> list[str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.smpp.sms_runner",
-            str(data_dir),
-            str(sim.smpp_port),
-            str(count),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, RUNNER_PASSWORD_ENV: sim.password},
-    )
-    ids: list[str] = []
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("accepted "):
-                ids.append(line.split()[2])
-                if len(ids) >= kill_after:
-                    break
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
-    if process.returncode != -signal.SIGKILL:
-        raise RuntimeError(f"the runner ended with {process.returncode} before the kill")
+    ids, returncode = run_until_killed(sim.smpp_port, data_dir, count, kill_after, sim.password)
+    if returncode != -signal.SIGKILL:
+        raise RuntimeError(f"the runner ended with {returncode} before the kill")
     return ids
 
 

@@ -10,6 +10,9 @@ final and prints `done`. The SMSC password comes from CALLGATE_TEST_SMSC_PASSWOR
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,10 +20,17 @@ import structlog
 
 from smpp.service import SmsService
 from smpp.submit_result import Accepted
-from tests.smpp.sms_support import destination, open_store, sms_config, smsc_config
+from tests.smpp.sms_support import (
+    PASSWORD_ENV,
+    destination,
+    open_store,
+    sms_config,
+    smsc_config,
+)
 from tests.smsc.simulator import SmscSimulator
 
 CONCURRENCY = 20
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def run(data_dir: Path, port: int, count: int) -> None:
@@ -43,6 +53,37 @@ async def run(data_dir: Path, port: int, count: int) -> None:
     print("done", flush=True)
     await service.stop()
     await store.close()
+
+
+def run_until_killed(
+    smpp_port: int, data_dir: Path, count: int, kill_after: int, password: str
+) -> tuple[list[str], int]:
+    """Start the runner, SIGKILL it after `kill_after` accepted lines.
+
+    Returns the message ids it reported and its exit code (-SIGKILL when the
+    kill, not an earlier end, stopped it).
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.smpp.sms_runner", str(data_dir), str(smpp_port), str(count)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, PASSWORD_ENV: password},
+    )
+    ids: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("accepted "):
+                ids.append(line.split()[2])
+                if len(ids) >= kill_after:
+                    break
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+    return ids, process.returncode
 
 
 def main() -> None:

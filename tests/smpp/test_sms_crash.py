@@ -9,10 +9,7 @@ and waits until every stored message is final.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from sqlalchemy import select
 from smpp.encoding import encode_gsm7
 from smpp.schema import sms_messages
 from smpp.service import SmsService
+from tests.smpp import sms_runner
 from tests.smpp.sms_support import (
     PASSWORD_ENV,
     WAIT,
@@ -48,34 +46,10 @@ def _password(monkeypatch: pytest.MonkeyPatch, smsc: SmscSimulator) -> Iterator[
 
 def run_until_killed(sim: SmscSimulator, data_dir: Path) -> list[str]:
     """Start the runner, SIGKILL it after KILL_AFTER accepted lines; the ids it reported."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.smpp.sms_runner",
-            str(data_dir),
-            str(sim.smpp_port),
-            str(COUNT),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
+    ids, returncode = sms_runner.run_until_killed(
+        sim.smpp_port, data_dir, COUNT, KILL_AFTER, sim.password
     )
-    ids: list[str] = []
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("accepted "):
-                ids.append(line.split()[2])
-                if len(ids) >= KILL_AFTER:
-                    break
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
-    assert process.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
     return ids
 
 
