@@ -11,24 +11,30 @@ from tests.calls.peers import free_udp_port, start_sipp
 from tests.support.daemon import DaemonProcess, write_config
 
 
-@pytest.fixture
-def daemon_with_route(tmp_path: Path) -> Iterator[tuple[DaemonProcess, int]]:
-    callee_port = free_udp_port()
-    data_dir = tmp_path / "data"
-    extra = f"""
+def trunk_to(callee_port: int, calls: str) -> str:
+    """Config: loopback is a trunk; numbers starting with 1 go to the callee port."""
+    return f"""
 [[trunks]]
 name = "test-trunk"
 allow = ["127.0.0.0/8"]
 
 [calls]
-no_answer_timeout = 5.0
+{calls}
 
 [[calls.routes]]
 prefix = "1"
 host = "127.0.0.1"
 port = {callee_port}
 """
-    config = write_config(tmp_path / "c.toml", data_dir, extra=extra)
+
+
+@pytest.fixture
+def daemon_with_route(tmp_path: Path) -> Iterator[tuple[DaemonProcess, int]]:
+    callee_port = free_udp_port()
+    data_dir = tmp_path / "data"
+    config = write_config(
+        tmp_path / "c.toml", data_dir, extra=trunk_to(callee_port, "no_answer_timeout = 5.0")
+    )
     daemon = DaemonProcess(config, data_dir)
     try:
         daemon.wait_event("ready", timeout=30)
@@ -72,34 +78,13 @@ async def test_unknown_number_through_edge_gets_404(
     await caller.finish()
 
 
-def _metric(daemon: DaemonProcess, name: str) -> float:
-    import urllib.request
-
-    with urllib.request.urlopen(daemon.http_url("/metrics"), timeout=5) as response:
-        text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
-
 async def test_twice_the_call_limit_gets_503s_and_no_failed_admitted_call(
     tmp_path: Path,
 ) -> None:
     """At 2x the configured rate the excess is refused with 503; admitted calls complete."""
     callee_port = free_udp_port()
     data_dir = tmp_path / "data"
-    extra = f"""
-[[trunks]]
-name = "load"
-allow = ["127.0.0.0/8"]
-
-[calls]
-max_new_per_second = 10.0
-max_new_burst = 5
-
-[[calls.routes]]
-prefix = "1"
-host = "127.0.0.1"
-port = {callee_port}
-"""
+    extra = trunk_to(callee_port, "max_new_per_second = 10.0\nmax_new_burst = 5")
     daemon = DaemonProcess(write_config(tmp_path / "c.toml", data_dir, extra=extra), data_dir)
     callee = None
     try:
@@ -117,13 +102,13 @@ port = {callee_port}
             timeout=40,
         )
         await caller.finish(timeout=50)  # exit 0: every call answered or refused with 503
-        answered = _metric(daemon, 'callgate_calls_finished_total{disposition="answered"}')
-        refused = _metric(daemon, 'callgate_calls_rejected_total{reason="rate"}')
+        answered = daemon.metric('callgate_calls_finished_total{disposition="answered"}')
+        refused = daemon.metric('callgate_calls_rejected_total{reason="rate"}')
         assert answered + refused == total, (answered, refused)
         assert refused > 0 and answered >= 5
         # Burst plus 10/s over ~3 s, with a little slack for timing.
         assert answered <= 5 + 10 * 4, answered
-        assert _metric(daemon, "callgate_calls_finished_total") == answered  # none failed
+        assert daemon.metric_total("callgate_calls_finished_total") == answered  # none failed
     finally:
         if callee is not None:
             callee.kill()

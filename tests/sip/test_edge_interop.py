@@ -16,7 +16,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,20 +129,6 @@ def sipp(
 ) -> SippResult:
     workdir.mkdir(parents=True, exist_ok=True)
     return run_sipp(scenario, target, transport=transport, timeout=10, extra=extra, workdir=workdir)
-
-
-def metrics(daemon: DaemonProcess) -> str:
-    with urllib.request.urlopen(daemon.http_url("/metrics"), timeout=5) as response:
-        return str(response.read().decode())
-
-
-def metric(daemon: DaemonProcess, sample: str) -> float:
-    """The value of one sample, e.g. `callgate_sip_dropped_total{reason="flood"}` (0 if absent)."""
-    for line in metrics(daemon).splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == sample:
-            return float(value)
-    return 0.0
 
 
 # --- raw SIP over sockets ----------------------------------------------------
@@ -376,7 +361,7 @@ def test_register_md5_digest_succeeds(edge: Edge, transport: str) -> None:
 
 def test_wrong_password_rechallenges_then_locks_out(edge: Edge) -> None:
     users = users_file(edge.workdir, ("carol", PASSWORDS["carol"], "not-her-password"))
-    before = metric(edge.daemon, "callgate_sip_lockouts_total")
+    before = edge.daemon.metric("callgate_sip_lockouts_total")
     # From its own source address: the lockout is per source and must not hit other tests.
     result = sipp(
         "register_lockout.xml",
@@ -387,8 +372,8 @@ def test_wrong_password_rechallenges_then_locks_out(edge: Edge) -> None:
     assert result.ok, result.output
     locked = edge.daemon.wait_event("sip_source_locked_out")
     assert locked["source"] == "127.0.0.3" and locked["user"] == "carol"
-    assert metric(edge.daemon, "callgate_sip_lockouts_total") == before + 1
-    assert metric(edge.daemon, "callgate_sip_auth_failures_total") >= LOCKOUT_FAILURES
+    assert edge.daemon.metric("callgate_sip_lockouts_total") == before + 1
+    assert edge.daemon.metric("callgate_sip_auth_failures_total") >= LOCKOUT_FAILURES
     # Another source is not affected.
     peer = UdpPeer("127.0.0.1")
     try:
@@ -510,7 +495,7 @@ def test_malformed_requests_get_400_naming_the_header(edge: Edge) -> None:
         assert peer.exchange(request("OPTIONS", uri, peer.local), edge.udp).status == 200
     finally:
         peer.close()
-    assert metric(edge.daemon, 'callgate_sip_bad_messages_total{transport="udp"}') >= 2
+    assert edge.daemon.metric('callgate_sip_bad_messages_total{transport="udp"}') >= 2
 
 
 def test_oversized_udp_message_gets_413(edge: Edge) -> None:
@@ -549,7 +534,7 @@ def test_tcp_framing_error_closes_only_that_connection(edge: Edge) -> None:
 
 
 def test_scanner_user_agent_is_dropped_and_counted(edge: Edge) -> None:
-    before = metric(edge.daemon, 'callgate_sip_dropped_total{reason="user_agent"}')
+    before = edge.daemon.metric('callgate_sip_dropped_total{reason="user_agent"}')
     peer = UdpPeer()
     try:
         uri = f"sip:127.0.0.1:{edge.udp}"
@@ -562,12 +547,12 @@ def test_scanner_user_agent_is_dropped_and_counted(edge: Edge) -> None:
         assert peer.pending() == []
     finally:
         peer.close()
-    assert metric(edge.daemon, 'callgate_sip_dropped_total{reason="user_agent"}') == before + 1
+    assert edge.daemon.metric('callgate_sip_dropped_total{reason="user_agent"}') == before + 1
 
 
 def test_flood_from_one_source_is_dropped_others_served(edge: Edge) -> None:
     flood_count = 3 * PACKET_BURST
-    before = metric(edge.daemon, 'callgate_sip_dropped_total{reason="flood"}')
+    before = edge.daemon.metric('callgate_sip_dropped_total{reason="flood"}')
     flooder, other = UdpPeer("127.0.0.5"), UdpPeer("127.0.0.6")
     try:
         uri = f"sip:127.0.0.1:{edge.udp}"
@@ -582,7 +567,7 @@ def test_flood_from_one_source_is_dropped_others_served(edge: Edge) -> None:
     finally:
         flooder.close()
         other.close()
-    dropped = metric(edge.daemon, 'callgate_sip_dropped_total{reason="flood"}') - before
+    dropped = edge.daemon.metric('callgate_sip_dropped_total{reason="flood"}') - before
     allowance = PACKET_BURST + PACKET_RATE * (elapsed + 1.0)
     assert 0 < answered <= allowance, (answered, allowance)
     # The kernel may drop some datagrams under load before the edge sees them,
@@ -626,7 +611,7 @@ def test_full_call_from_trunk_through_the_edge(tmp_path: Path) -> None:
         output, _ = uas.communicate(timeout=20)
         errors = "".join(p.read_text(errors="replace") for p in uas_dir.glob("*_errors.log"))
         assert uas.returncode == 0, output[-3000:] + errors
-        assert metric(daemon, 'callgate_sip_forwarded_total{direction="in"}') == 3  # INVITE ACK BYE
+        assert daemon.metric('callgate_sip_forwarded_total{direction="in"}') == 3  # INVITE ACK BYE
     finally:
         if uas.poll() is None:
             uas.kill()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,27 @@ class DaemonProcess:
     def http_url(self, path: str) -> str:
         http = self.runtime()["http"]
         return f"http://{http['host']}:{http['port']}{path}"
+
+    def metrics(self) -> str:
+        """The Prometheus page of the admin listener."""
+        with urllib.request.urlopen(self.http_url("/metrics"), timeout=5) as response:
+            return str(response.read().decode())
+
+    def metric(self, sample: str) -> float:
+        """One sample, e.g. `callgate_sip_dropped_total{reason="flood"}` (0 if absent)."""
+        for line in self.metrics().splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == sample:
+                return float(value)
+        return 0.0
+
+    def metric_total(self, family: str) -> float:
+        """The sum of a counter over all its labels, e.g. `callgate_calls_finished_total`."""
+        return sum(
+            float(line.rpartition(" ")[2])
+            for line in self.metrics().splitlines()
+            if line == family or line.startswith((family + " ", family + "{"))
+        )
 
     def signal(self, signum: signal.Signals) -> None:
         self.proc.send_signal(signum)
