@@ -45,6 +45,9 @@ _log = get_logger("engine.b2bua")
 
 _FROM = re.compile(r"^(?:From|f)[ \t]*:[ \t]*(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
 _CALL_ID = re.compile(r"^(?:Call-ID|i)[ \t]*:[ \t]*(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
+_ORIGIN = re.compile(
+    r"^X-Callgate-Origin[ \t]*:[ \t]*(account|trunk)=(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
+)
 _RINGING = (180, 183)
 _NO_CALL_CONTROL = (503, "No call control")
 _INTERNAL_ERROR = (500, "Internal error")
@@ -180,6 +183,9 @@ class B2bua:
         request_uri = parts[1] if len(parts) > 1 else ""
         from_match = _FROM.search(message)
         call_id_match = _CALL_ID.search(message)
+        # Set by the edge only (it strips copies from peers): who the caller was admitted as.
+        origin = _ORIGIN.search(message)
+        kind, name = (origin.group(1).lower(), origin.group(2)) if origin else ("", "")
         self._emit(
             CallOffered(
                 bridge.call,
@@ -187,6 +193,8 @@ class B2bua:
                 request_uri,
                 _uri_of(from_match.group(1)) if from_match else "",
                 call_id_match.group(1) if call_id_match else "",
+                account=name if kind == "account" else "",
+                trunk=name if kind == "trunk" else "",
             )
         )
 

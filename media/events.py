@@ -33,6 +33,10 @@ class CallOffered:
     request_uri: str
     from_uri: str
     sip_call_id: str
+    account: str = ""
+    """The account the edge authenticated the caller as (empty for a trunk or unknown)."""
+    trunk: str = ""
+    """The trunk the edge admitted the call from by source address (empty otherwise)."""
 
 
 @dataclass(frozen=True, slots=True)

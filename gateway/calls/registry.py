@@ -160,6 +160,10 @@ class CallRecord:
     caller: str
     dialed: str
     setup_at: float
+    account: str = ""
+    """The account that placed the call (empty for a trunk call)."""
+    inbound_trunk: str = ""
+    """The trunk the call came in from (empty for an account call)."""
     state: CallState = CallState.SETUP
     target: str = ""
     ringing_at: float | None = None
@@ -225,9 +229,19 @@ class CallRegistry:
 
     def _offered(self, event: CallOffered, now: float) -> list[CallCommand]:
         dialed = dialed_number(event.request_uri)
-        record = CallRecord(event.call, event.sip_call_id, event.from_uri, dialed, event.at)
+        record = CallRecord(
+            event.call,
+            event.sip_call_id,
+            event.from_uri,
+            dialed,
+            event.at,
+            account=event.account,
+            inbound_trunk=event.trunk,
+        )
         self.live[event.call] = record
-        decision = self.router.route(CallRequest(dialed, event.from_uri))
+        decision = self.router.route(
+            CallRequest(dialed, event.from_uri, account=event.account, inbound_trunk=event.trunk)
+        )
         if isinstance(decision, Refusal):
             self._move(record, CallInput.REFUSED)
             self._settle(record, Disposition.REJECTED, Cause.ROUTE_REFUSED, decision.status)

@@ -22,6 +22,10 @@ class CallRequest:
     """The user part of the Request-URI (the number the caller dialled)."""
     caller: str
     """The caller's From URI."""
+    account: str = ""
+    """The account the caller authenticated as (empty when it came from a trunk)."""
+    inbound_trunk: str = ""
+    """The trunk the call came in from (empty when an account placed it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from gateway.sip.proxy import (
     forward_request,
     forward_response,
     next_hop_for_request,
+    origin_value,
 )
 from gateway.sip.registrar import Binding, RegisterResult
 from gateway.sip.rejection import response_for
@@ -370,9 +371,9 @@ class SipEdge:
                 peer, self._reply_with(request, decision.status, decision.reason, decision.headers)
             )
             return
-        self._to_upstream(request, peer)
+        self._to_upstream(request, peer, origin_value(account, trunk))
 
-    def _to_upstream(self, request: SipRequest, peer: Peer) -> None:
+    def _to_upstream(self, request: SipRequest, peer: Peer, origin: str | None = None) -> None:
         assert self._internal is not None and self._internal_iface is not None
         incoming = self._iface_for(peer.transport, peer.address[0])
         try:
@@ -383,6 +384,7 @@ class SipEdge:
                 incoming=incoming,
                 interfaces=(self._internal_iface, *self._public),
                 secret=self._secret,
+                origin=origin,
             )
         except TooManyHops:
             if request.method != "ACK":

@@ -31,6 +31,19 @@ MAGIC_COOKIE = "z9hG4bK"
 # Our branches carry this mark so responses to them are recognised.
 EDGE_BRANCH = MAGIC_COOKIE + "cg"
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+ORIGIN_HEADER = "X-Callgate-Origin"
+"""Who the edge admitted a new request as (`account=<name>` or `trunk=<name>`), for the
+engine. Only the edge may set it: every forwarded request has any copy from a peer
+removed first, in both directions."""
+
+
+def origin_value(account: str | None, trunk: str | None) -> str | None:
+    """The `X-Callgate-Origin` value for an admitted request (None: neither)."""
+    if trunk is not None:
+        return f"trunk={trunk}"
+    if account is not None:
+        return f"account={account}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -146,11 +159,19 @@ def forward_request(
     incoming: Interface,
     interfaces: tuple[Interface, ...],
     secret: bytes,
+    origin: str | None = None,
 ) -> SipRequest:
-    """The request as the edge passes it on: our Via on top, our Routes consumed."""
+    """The request as the edge passes it on: our Via on top, our Routes consumed.
+
+    `origin` becomes the `X-Callgate-Origin` header; a copy sent by a peer never passes.
+    """
     headers = stamp_received(request.headers, source)
     if headers is request.headers:
         headers = headers.copy()  # no Via to stamp; never edit the request's own fields
+    if ORIGIN_HEADER in headers:
+        headers.remove(ORIGIN_HEADER)
+    if origin is not None:
+        headers.add(ORIGIN_HEADER, origin)
     max_forwards = headers.get("Max-Forwards")
     remaining = int(max_forwards) if max_forwards and max_forwards.isdigit() else 70
     if remaining <= 0:
