@@ -165,7 +165,13 @@ class CallRecord:
     inbound_trunk: str = ""
     """The trunk the call came in from (empty for an account call)."""
     state: CallState = CallState.SETUP
+    caller_e164: str = ""
+    """The caller's number in E.164 (empty when it is not a number)."""
+    callee_e164: str = ""
+    """The dialled number in E.164 (empty when it is not a number)."""
     target: str = ""
+    trunk: str = ""
+    """The outbound trunk of the callee leg that answered or failed last (empty: none)."""
     ringing_at: float | None = None
     answered_at: float | None = None
     ended_at: float | None = None
@@ -174,9 +180,13 @@ class CallRecord:
     caller_status: int = 0
     """Final status the caller received (200 for an answered call)."""
     callee_status: int | None = None
+    q850_cause: int | None = None
+    """Q.850 cause value of the release (RFC 3326 Reason), when one is known."""
     ended_by: Party | None = None
     caller_codec: str = ""
     callee_codec: str = ""
+    recording: str = ""
+    """Reference to the call's recording in encrypted storage (empty: not recorded)."""
     deadline: float | None = field(default=None, repr=False)
 
 
