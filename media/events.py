@@ -103,6 +103,10 @@ class PlaceCallee:
     target: str
     caller_uri: str
     """From URI presented to the callee."""
+    trunk: str = ""
+    """The outbound trunk the leg goes to (its credentials answer challenges); empty: none."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers for the callee's INVITE (P-Asserted-Identity, Privacy, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

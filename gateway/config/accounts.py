@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from gateway.config.base import Section
+from gateway.config.base import Section, check_port
 from gateway.config.secrets import SecretRef
 
 _USERNAME = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}")
@@ -34,12 +35,40 @@ class AccountConfig(Section):
 
 
 class TrunkConfig(Section):
-    """A SIP trunk: admitted by source address instead of digest auth."""
+    """A SIP trunk (carrier, PBX): calls from it are admitted by source address instead of
+    digest auth; calls to it go to `host` (routes name it)."""
 
     name: str
-    """Trunk name, used in logs, metrics and routing."""
-    allow: tuple[str, ...] = Field(min_length=1)
-    """Source networks admitted as this trunk, e.g. `["192.0.2.10/32", "2001:db8::/64"]`."""
+    """Trunk name, used in logs, metrics, CDRs and routes."""
+    allow: tuple[str, ...] = ()
+    """Source networks admitted as this trunk, e.g. `["192.0.2.10/32", "2001:db8::/64"]`;
+    empty for an outbound-only trunk."""
+    host: str | None = None
+    """Where calls routed to this trunk go (IP literal or DNS name); unset for an
+    inbound-only trunk."""
+    port: int = 5060
+    """The trunk's SIP port."""
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    """Transport towards the trunk."""
+    username: str | None = None
+    """Digest username our calls (and registration) answer the trunk's challenges with."""
+    password: SecretRef | None = None
+    """Digest password for `username`, from a file or environment variable."""
+    registration: bool = False
+    """Register `username` at the trunk (for carriers that route inbound calls to a
+    registered contact)."""
+    registration_expires: int = Field(default=600, ge=60, le=86400)
+    """Registration lifetime asked for, in seconds."""
+    channels: int | None = Field(default=None, ge=1)
+    """Concurrent calls this trunk takes from us; unset: no limit of its own."""
+    region: str = "US"
+    """Default region (ISO 3166 alpha-2) for numbers from this trunk without a country
+    code, for E.164 normalisation."""
+    options_interval: float = Field(default=30.0, ge=0)
+    """Seconds between OPTIONS health checks of `host`; a trunk that stops answering
+    leaves routing until it answers again. 0 disables the checks."""
+
+    _port = field_validator("port")(check_port)
 
     @field_validator("allow")
     @classmethod
@@ -50,3 +79,13 @@ class TrunkConfig(Section):
             except ValueError as exc:
                 raise ValueError(f"{item!r} is not an IP network") from exc
         return value
+
+    @model_validator(mode="after")
+    def _inbound_or_outbound(self) -> TrunkConfig:
+        if not self.allow and self.host is None:
+            raise ValueError("a trunk needs `allow` (calls from it) or `host` (calls to it)")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set `username` and `password` together")
+        if self.registration and self.username is None:
+            raise ValueError("`registration = true` needs `username` and `password`")
+        return self
