@@ -5,6 +5,7 @@ Built from configuration at start and on every reload; lookups are pure.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 from collections.abc import Mapping
@@ -63,6 +64,9 @@ class Account:
     max_contacts: int | None
 
 
+_CACHED_SOURCES = 65_536
+
+
 class Directory:
     """Accounts by name and trunks by source network."""
 
@@ -70,10 +74,13 @@ class Directory:
         self,
         accounts: Mapping[str, Account],
         trunks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]],
+        trunk_hosts: frozenset[str] = frozenset(),
     ) -> None:
         self.accounts = accounts
         # Longest prefix first, so a narrower network wins.
         self._trunks = sorted(trunks, key=lambda item: item[0].prefixlen, reverse=True)
+        self._trunk_hosts = trunk_hosts
+        self._by_ip: dict[str, str | None] = {}  # trunk_for() runs for every packet
 
     @classmethod
     def from_config(
@@ -95,7 +102,13 @@ class Directory:
             for trunk in trunks
             for net in trunk.allow
         ]
-        return cls(loaded, networks)
+        hosts = set()
+        for trunk in trunks:
+            if trunk.host is not None:
+                # A DNS name is skipped: its addresses cannot be listed here.
+                with contextlib.suppress(ValueError):
+                    hosts.add(str(ipaddress.ip_address(trunk.host)))
+        return cls(loaded, networks, frozenset(hosts))
 
     def credentials(self, username: str, _realm: str) -> Mapping[str, str] | None:
         """HA1 hashes by algorithm for the digest authenticator."""
@@ -104,6 +117,20 @@ class Directory:
 
     def trunk_for(self, source_ip: str) -> str | None:
         """The trunk whose allow-list holds this source address, if any."""
+        cache = self._by_ip
+        if source_ip in cache:
+            return cache[source_ip]
+        if len(cache) >= _CACHED_SOURCES:
+            cache.clear()  # bounded: a spray of sources cannot grow it
+        name = cache[source_ip] = self._lookup_trunk(source_ip)
+        return name
+
+    def trusted(self, source_ip: str) -> bool:
+        """A trunk's address (inbound allow-list or outbound host): exempt from the
+        per-source packet limit, which is sized for single phones, not carriers."""
+        return source_ip in self._trunk_hosts or self.trunk_for(source_ip) is not None
+
+    def _lookup_trunk(self, source_ip: str) -> str | None:
         try:
             address = ipaddress.ip_address(source_ip)
         except ValueError:

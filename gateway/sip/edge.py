@@ -255,7 +255,7 @@ class SipEdge:
     # --- receiving -------------------------------------------------------------
 
     def _allow_packet(self, ip: str) -> bool:
-        if self._flood.allow(ip, time.monotonic()):
+        if self.directory.trusted(ip) or self._flood.allow(ip, time.monotonic()):
             return True
         self.metrics.sip_dropped.labels(reason="flood").inc()
         return False

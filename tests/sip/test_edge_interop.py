@@ -575,6 +575,22 @@ def test_flood_from_one_source_is_dropped_others_served(edge: Edge) -> None:
     assert dropped > 0 and answered + dropped <= flood_count, (answered, dropped)
 
 
+def test_trunk_source_is_not_held_to_the_per_source_packet_limit(edge: Edge) -> None:
+    """A carrier sends far more than one phone: its configured network is exempt."""
+    count = 3 * PACKET_BURST
+    before = edge.daemon.metric('callgate_sip_dropped_total{reason="flood"}')
+    trunk = UdpPeer(TRUNK_IP)
+    try:
+        uri = f"sip:127.0.0.1:{edge.udp}"
+        answered = 0
+        for _ in range(count):  # one at a time: the kernel drops nothing
+            answered += trunk.exchange(request("OPTIONS", uri, trunk.local), edge.udp).status == 200
+    finally:
+        trunk.close()
+    assert answered == count
+    assert edge.daemon.metric('callgate_sip_dropped_total{reason="flood"}') == before
+
+
 # --- a full call through the edge -----------------------------------------------
 
 
