@@ -2,4 +2,6 @@
 
 from gateway.cli import app
 
-app()
+# Guarded: the engine's child process (spawn) imports this module again.
+if __name__ == "__main__":
+    app()

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.calls.control import CallControl
-from gateway.calls.overload import CallAdmission, OverloadLimits, OverloadPolicy
+from gateway.calls.overload import CallAdmission, EngineIntake, OverloadLimits, OverloadPolicy
 from gateway.calls.registry import CallSettings
 from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
 from gateway.config.loader import ConfigError, load_config
@@ -31,7 +31,8 @@ from gateway.sip.registrar import Binding, RegisterResult
 from gateway.sms_api import SmsApi
 from gateway.store.bindings import BindingStore, BindingWriter
 from gateway.store.database import Store, StoreError
-from media.engine import EngineError, EngineSettings, PjsipEngine
+from media.engine import EngineError, EngineSettings
+from media.engine_process import EngineProcess
 from smpp.server import SmppServer
 from smpp.service import SmsService
 
@@ -80,6 +81,7 @@ def overload_limits(config: CallgateConfig) -> OverloadLimits:
         max_concurrent=c.max_concurrent,
         max_loop_lag=c.max_loop_lag,
         retry_after=c.overload_retry_after,
+        max_engine_delay=c.max_engine_delay,
     )
 
 
@@ -104,7 +106,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[bool]] = set()
         self.store: Store | None = None
-        self.engine: PjsipEngine | None = None
+        self.engine: EngineProcess | None = None
         self.edge: SipEdge | None = None
         self.http: AdminHttp | None = None
         self.binding_writer: BindingWriter | None = None
@@ -113,6 +115,7 @@ class Daemon:
         self.smpp_server: SmppServer | None = None
         self.smpp_port = 0
         self.loop_lag = 0.0
+        self.intake = EngineIntake()
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
@@ -120,7 +123,7 @@ class Daemon:
         try:
             await self._start()
         except BaseException:
-            # Whatever stopped start-up, stop the engine thread and close the store.
+            # Whatever stopped start-up, stop the engine and close the store.
             await self._shutdown()
             raise
         loop = asyncio.get_running_loop()
@@ -157,7 +160,9 @@ class Daemon:
         crashed = await self.store.begin_run(cfg.node.name, dt.datetime.now(dt.UTC))
         if crashed:
             _log.warning("previous_run_crashed", runs=crashed)
-        self.engine = PjsipEngine(engine_settings(cfg), asyncio.get_running_loop())
+        self.engine = EngineProcess(
+            engine_settings(cfg), asyncio.get_running_loop(), logging=cfg.logging
+        )
         self.calls = CallControl(
             self.engine,
             call_router(cfg),
@@ -165,6 +170,7 @@ class Daemon:
             on_record=lambda record: self.metrics.calls_finished.labels(
                 disposition=str(record.disposition)
             ).inc(),
+            on_offered=self.intake.offered,
         )
         try:
             info = await self.engine.start()
@@ -187,6 +193,8 @@ class Daemon:
             active_calls=self.calls.active_calls,
             loop_lag=lambda: self.loop_lag,
             on_reject=lambda why: self.metrics.calls_rejected.labels(reason=why).inc(),
+            intake=self.intake,
+            engine_up=self._engine_up,
         )
         self.edge = SipEdge(
             cfg.sip,
@@ -253,7 +261,11 @@ class Daemon:
                 {"transport": b.transport, "host": b.host, "port": b.port} for b in self.edge.bound
             ],
             "http": {"host": self.config.http.host, "port": self.http.port},
-            "engine": {"host": self.engine.info.sip_host, "port": self.engine.info.sip_port},
+            "engine": {
+                "host": self.engine.info.sip_host,
+                "port": self.engine.info.sip_port,
+                "pid": self.engine.pid,
+            },
         }
         if self.smpp_server is not None and self.config.smpp.server is not None:
             state["smpp"] = {"host": self.config.smpp.server.host, "port": self.smpp_port}
@@ -264,9 +276,7 @@ class Daemon:
 
     async def readiness(self) -> dict[str, bool]:
         """Checks behind /readyz; also feeds the up gauges."""
-        engine_ok = self.engine is not None and self.engine.alive(
-            time.monotonic(), self.config.daemon.engine_stall_timeout
-        )
+        engine_ok = self._engine_up()
         store_ok = self.store is not None and await self.store.ping()
         self.metrics.engine_up.set(1 if engine_ok else 0)
         self.metrics.store_up.set(1 if store_ok else 0)
@@ -280,16 +290,20 @@ class Daemon:
             await asyncio.sleep(_LAG_PROBE)
             self.loop_lag = max(loop.time() - started - _LAG_PROBE, 0.0)
             self.metrics.loop_lag.set(self.loop_lag)
+            self.metrics.engine_intake_delay.set(self.intake.delay(time.time()))
+
+    def _engine_up(self) -> bool:
+        engine = self.engine
+        stall = self.config.daemon.engine_stall_timeout
+        return engine is not None and engine.alive(time.monotonic(), stall)
 
     async def _watchdog(self) -> None:
-        """Pet systemd's watchdog only while the engine thread is healthy."""
+        """Pet systemd's watchdog only while the engine (process and thread) is healthy."""
         interval = self.notifier.watchdog_interval
         if interval is None:
             return
         while True:
-            if self.engine is not None and self.engine.alive(
-                time.monotonic(), self.config.daemon.engine_stall_timeout
-            ):
+            if self._engine_up():
                 self.notifier.watchdog()
             else:
                 _log.error("engine_unhealthy_watchdog_withheld")

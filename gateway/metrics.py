@@ -69,6 +69,11 @@ class Metrics:
         self.loop_lag = Gauge(
             "callgate_loop_lag_seconds", "Event-loop lag, last measurement", registry=r
         )
+        self.engine_intake_delay = Gauge(
+            "callgate_engine_intake_delay_seconds",
+            "Age of the oldest INVITE passed to the engine and not yet taken up",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

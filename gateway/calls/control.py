@@ -15,7 +15,7 @@ from typing import Protocol
 from gateway.calls.registry import CallRecord, CallRegistry, CallSettings
 from gateway.calls.routing import Router
 from gateway.logs import get_logger
-from media.events import CallCommand, CallEvent, EngineStopped
+from media.events import CallCommand, CallEvent, CallOffered, EngineStopped
 
 _log = get_logger("calls")
 
@@ -42,6 +42,7 @@ class CallControl:
         settings: CallSettings | None = None,
         *,
         on_record: RecordSink | None = None,
+        on_offered: Callable[[str], None] | None = None,
     ) -> None:
         self.registry = CallRegistry(router, settings)
         self._engine = engine
@@ -49,6 +50,8 @@ class CallControl:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._on_record = on_record
+        self._on_offered = on_offered
+        """Told the SIP Call-ID of each call the engine takes up (overload intake)."""
         self._idle = asyncio.Event()
         self._idle.set()
         self._changed = asyncio.Event()
@@ -73,6 +76,8 @@ class CallControl:
         now = self._loop.time()
         submit = self._engine.submit
         for event in events:
+            if isinstance(event, CallOffered) and self._on_offered is not None:
+                self._on_offered(event.sip_call_id)
             if isinstance(event, EngineStopped) and event.crashed:
                 _log.error("engine_crashed", reason=event.reason, calls=registry.active_calls())
             for command in registry.handle(event, now):

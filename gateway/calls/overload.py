@@ -3,7 +3,12 @@
 Measured: the engine carries 300 calls/s cleanly and collapses above that on
 2 cores (docs/BENCHMARKS.md). Refusing the excess at the edge with 503 +
 Retry-After, before PJSIP spends anything, keeps admitted calls healthy.
-Pure: `now`, the active call count and the event-loop lag are passed in.
+Besides the configured rate and concurrency, two signals say the node is
+behind: the event loop's lag, and the engine's intake delay — how long the
+oldest INVITE the edge passed to the engine has waited without the engine
+offering it to call control (the engine's queue, expressed as time: it rises
+at once when the engine stalls, and falls as soon as it catches up).
+Pure: `now`, the active call count and the delays are passed in.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ class OverloadLimits:
     max_concurrent: int
     max_loop_lag: float
     retry_after: int
+    max_engine_delay: float = 0.5
+    """Seconds the oldest INVITE may wait for the engine before new calls are shed."""
     remembered: int = 10_000
     """Recent INVITE transactions whose verdict is kept, so a retransmission gets the
     same answer (the edge is stateless) instead of spending a second token."""
@@ -35,13 +42,17 @@ class CallAdmission:
         self._tokens = float(limits.burst)
         self._updated: float | None = None
 
-    def check(self, now: float, active_calls: int, loop_lag: float) -> str | None:
-        """None to admit, else why not (`rate`, `concurrent`, `lag`); takes a token."""
+    def check(
+        self, now: float, active_calls: int, loop_lag: float, engine_delay: float = 0.0
+    ) -> str | None:
+        """None to admit, else why not (`rate`, `concurrent`, `lag`, `engine`); takes a token."""
         limits = self.limits
         if active_calls >= limits.max_concurrent:
             return "concurrent"
         if loop_lag > limits.max_loop_lag:
             return "lag"
+        if engine_delay > limits.max_engine_delay:
+            return "engine"
         if self._updated is not None:
             elapsed = max(now - self._updated, 0.0)
             self._tokens = min(
@@ -54,6 +65,42 @@ class CallAdmission:
         return None
 
 
+class EngineIntake:
+    """INVITEs admitted towards the engine that it has not offered to call control yet.
+
+    Kept in admission order, so the oldest is first: `delay()` is O(1). An entry
+    the engine never offers (the datagram was lost, the caller gave up) is
+    forgotten after `forget_after` seconds (SIP's transaction timeout).
+    """
+
+    def __init__(self, forget_after: float = 32.0, remembered: int = 100_000) -> None:
+        self.forget_after = forget_after
+        self.remembered = remembered
+        self._waiting: OrderedDict[str, float] = OrderedDict()
+
+    def admitted(self, call_id: str, now: float) -> None:
+        if call_id and call_id not in self._waiting:
+            self._waiting[call_id] = now
+            if len(self._waiting) > self.remembered:
+                self._waiting.popitem(last=False)
+
+    def offered(self, call_id: str) -> None:
+        self._waiting.pop(call_id, None)
+
+    def delay(self, now: float) -> float:
+        """How long the oldest admitted INVITE has waited for the engine (0: none)."""
+        waiting = self._waiting
+        while waiting:
+            call_id, since = next(iter(waiting.items()))
+            if now - since <= self.forget_after:
+                return max(now - since, 0.0)
+            del waiting[call_id]
+        return 0.0
+
+    def depth(self) -> int:
+        return len(self._waiting)
+
+
 class OverloadPolicy:
     """Wraps another policy: INVITEs it would admit must also pass `CallAdmission`."""
 
@@ -64,9 +111,13 @@ class OverloadPolicy:
         active_calls: Callable[[], int],
         loop_lag: Callable[[], float],
         on_reject: Callable[[str], None],
+        intake: EngineIntake | None = None,
+        engine_up: Callable[[], bool] = lambda: True,
     ) -> None:
         self._inner = inner
         self.admission = admission
+        self.intake = intake or EngineIntake()
+        self._engine_up = engine_up
         self._verdicts: OrderedDict[str, bool] = OrderedDict()
         self._active_calls = active_calls
         self._loop_lag = loop_lag
@@ -78,8 +129,15 @@ class OverloadPolicy:
             return decision
         admitted = self._verdicts.get(request.transaction) if request.transaction else None
         if admitted is None:
-            why = self.admission.check(now, self._active_calls(), self._loop_lag())
+            if self._engine_up():
+                why = self.admission.check(
+                    now, self._active_calls(), self._loop_lag(), self.intake.delay(now)
+                )
+            else:
+                why = "engine_down"
             admitted = why is None
+            if admitted:
+                self.intake.admitted(request.call_id, now)
             if why is not None:
                 self._on_reject(why)
             if request.transaction:

@@ -27,6 +27,7 @@ class AdmissionRequest:
     """Identity-related headers as received: P-Asserted-Identity, Identity, Privacy."""
     transaction: str = ""
     """Call-ID and top Via branch: the same for retransmissions of this request."""
+    call_id: str = ""
 
 
 @dataclass(frozen=True)

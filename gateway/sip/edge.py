@@ -363,6 +363,7 @@ class SipEdge:
                 to_uri=to_address(request).uri,
                 identity={h: v for h in _IDENTITY_HEADERS if (v := request.headers.get(h))},
                 transaction=f"{request.headers.get('Call-ID')}|{request.headers.get('Via')}",
+                call_id=request.headers.get("Call-ID") or "",
             ),
             now,
         )

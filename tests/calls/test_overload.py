@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.calls.overload import CallAdmission, OverloadLimits, OverloadPolicy
+from gateway.calls.overload import CallAdmission, EngineIntake, OverloadLimits, OverloadPolicy
 from gateway.sip.admission import AdmissionRequest, Admit, AuthenticatedOnly, Reject
 
 LIMITS = OverloadLimits(
@@ -84,3 +84,67 @@ def test_retransmissions_get_the_same_verdict_without_spending_tokens() -> None:
     assert isinstance(policy.admit(invite("b"), 5.0), Reject)  # still the first verdict
     assert rejected == ["rate"]
     assert policy.admit(invite("c"), 5.0) == Admit()  # "a" was forgotten (remembered=2)
+
+
+def test_engine_intake_delay_is_the_oldest_waiting_invite() -> None:
+    intake = EngineIntake(forget_after=32.0)
+    assert intake.delay(100.0) == 0.0
+    intake.admitted("a", 100.0)
+    intake.admitted("b", 100.4)
+    intake.admitted("a", 100.9)  # a retransmission keeps its first time
+    assert intake.delay(101.0) == 1.0
+    intake.offered("a")
+    assert abs(intake.delay(101.0) - 0.6) < 1e-9
+    intake.offered("b")
+    assert intake.delay(101.0) == 0.0 and intake.depth() == 0
+    # One the engine never takes up is forgotten after the transaction timeout.
+    intake.admitted("lost", 200.0)
+    assert intake.delay(231.0) == 31.0
+    assert intake.delay(233.0) == 0.0 and intake.depth() == 0
+
+
+def test_policy_sheds_while_the_engine_lags_and_recovers() -> None:
+    rejected: list[str] = []
+    up = [True]
+    intake = EngineIntake()
+    limits = OverloadLimits(
+        max_new_per_second=100,
+        burst=100,
+        max_concurrent=100,
+        max_loop_lag=1.0,
+        retry_after=5,
+        max_engine_delay=0.5,
+    )
+    policy = OverloadPolicy(
+        AuthenticatedOnly(),
+        CallAdmission(limits),
+        lambda: 0,
+        lambda: 0.0,
+        rejected.append,
+        intake=intake,
+        engine_up=lambda: up[0],
+    )
+
+    def invite(call_id: str) -> AdmissionRequest:
+        return AdmissionRequest(
+            method="INVITE",
+            account=None,
+            trunk="t",
+            source=("192.0.2.1", 5060),
+            request_uri="sip:1@x",
+            from_uri="sip:a@x",
+            to_uri="sip:1@x",
+            transaction=f"{call_id}|v",
+            call_id=call_id,
+        )
+
+    assert policy.admit(invite("c1"), 10.0) == Admit()
+    assert policy.admit(invite("c2"), 10.4) == Admit()  # c1 has waited 0.4 s: still fine
+    assert isinstance(policy.admit(invite("c3"), 10.6), Reject)  # 0.6 s: engine is behind
+    assert rejected == ["engine"]
+    intake.offered("c1")
+    intake.offered("c2")
+    assert policy.admit(invite("c4"), 10.7) == Admit()  # caught up: admitted again
+    up[0] = False
+    assert isinstance(policy.admit(invite("c5"), 10.8), Reject)
+    assert rejected == ["engine", "engine_down"]
