@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.cdr_cli import cdr_app
 from gateway.config.loader import ConfigError, check_secrets, load_config
 from gateway.config.reference import render_reference
 from gateway.console import err as _err
@@ -114,6 +115,7 @@ def engine_info() -> None:
 account_app = typer.Typer(help="Account helpers.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
 app.add_typer(sms_app, name="sms")
+app.add_typer(cdr_app, name="cdr")
 
 
 @account_app.command("hash")

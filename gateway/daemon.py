@@ -30,6 +30,7 @@ from gateway.sip.edge import SipEdge
 from gateway.sip.registrar import Binding, RegisterResult
 from gateway.sms_api import SmsApi
 from gateway.store.bindings import BindingStore, BindingWriter
+from gateway.store.cdrs import CdrStore, CdrWriter
 from gateway.store.database import Store, StoreError
 from media.engine import EngineError, EngineSettings
 from media.engine_process import EngineProcess
@@ -110,6 +111,7 @@ class Daemon:
         self.edge: SipEdge | None = None
         self.http: AdminHttp | None = None
         self.binding_writer: BindingWriter | None = None
+        self.cdr_writer: CdrWriter | None = None
         self.sms: SmsService | None = None
         self.calls: CallControl | None = None
         self.smpp_server: SmppServer | None = None
@@ -132,6 +134,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         watchdog = asyncio.create_task(self._watchdog())
         lag_monitor = asyncio.create_task(self._measure_loop_lag())
+        heartbeat = asyncio.create_task(self._heartbeat())
         self.notifier.ready(f"serving on {self._describe_listeners()}")
         _log.info("ready", node=self.config.node.name, listeners=self._describe_listeners())
         await self._stop.wait()
@@ -139,6 +142,7 @@ class Daemon:
         await self._drain()
         watchdog.cancel()
         lag_monitor.cancel()
+        heartbeat.cancel()
         await self._shutdown()
         _log.info("stopped")
         return 0
@@ -158,8 +162,20 @@ class Daemon:
         except StoreError as exc:
             raise StartupError(f"{exc}; check [store] url") from None
         crashed = await self.store.begin_run(cfg.node.name, dt.datetime.now(dt.UTC))
+        cdr_store = CdrStore(self.store)
         if crashed:
-            _log.warning("previous_run_crashed", runs=crashed)
+            closed = await cdr_store.close_abandoned(crashed)
+            _log.warning("previous_run_crashed", runs=crashed, cdrs_closed=closed)
+        assert self.store.run_id is not None
+        self.cdr_writer = CdrWriter(
+            cdr_store,
+            cfg.node.name,
+            self.store.run_id,
+            write_delay=cfg.cdr.write_delay,
+            max_pending=cfg.cdr.max_pending,
+            on_drop=self.metrics.cdr_dropped.inc,
+        )
+        self.cdr_writer.start()
         self.engine = EngineProcess(
             engine_settings(cfg), asyncio.get_running_loop(), logging=cfg.logging
         )
@@ -170,6 +186,7 @@ class Daemon:
             on_record=lambda record: self.metrics.calls_finished.labels(
                 disposition=str(record.disposition)
             ).inc(),
+            on_change=self.cdr_writer.record,
             on_offered=self.intake.offered,
         )
         try:
@@ -297,6 +314,16 @@ class Daemon:
         stall = self.config.daemon.engine_stall_timeout
         return engine is not None and engine.alive(time.monotonic(), stall)
 
+    async def _heartbeat(self) -> None:
+        """Mark this run alive in the store: where its open CDRs end if it crashes."""
+        assert self.store is not None
+        while True:
+            try:
+                await self.store.mark_alive(time.time())
+            except SQLAlchemyError as exc:
+                _log.error("store_heartbeat_failed", error=str(exc))
+            await asyncio.sleep(self.config.cdr.heartbeat_interval)
+
     async def _watchdog(self) -> None:
         """Pet systemd's watchdog only while the engine (process and thread) is healthy."""
         interval = self.notifier.watchdog_interval
@@ -392,9 +419,23 @@ class Daemon:
                 await self.binding_writer.close()
             except SQLAlchemyError as exc:
                 _log.error("bindings_flush_failed", error=str(exc))
-        if self.store is not None:
+        cdrs_written = True
+        if self.cdr_writer is not None:
+            # After the engine stopped: calls it ended on the way out are in the batch.
             try:
-                await self.store.end_run(dt.datetime.now(dt.UTC))
+                await self.cdr_writer.close()
             except SQLAlchemyError as exc:
-                _log.error("store_end_run_failed", error=str(exc))
+                cdrs_written = False
+                _log.error(
+                    "cdr_flush_failed",
+                    error=str(exc),
+                    pending=self.cdr_writer.pending(),
+                    hint="this run stays open: the next start closes its CDRs as after a crash",
+                )
+        if self.store is not None:
+            if cdrs_written:
+                try:
+                    await self.store.end_run(dt.datetime.now(dt.UTC))
+                except SQLAlchemyError as exc:
+                    _log.error("store_end_run_failed", error=str(exc))
             await self.store.close()

@@ -66,6 +66,11 @@ class Metrics:
             ["disposition"],
             registry=r,
         )
+        self.cdr_dropped = Counter(
+            "callgate_cdr_dropped",
+            "CDR changes dropped because the store fell too far behind ([cdr] max_pending)",
+            registry=r,
+        )
         self.loop_lag = Gauge(
             "callgate_loop_lag_seconds", "Event-loop lag, last measurement", registry=r
         )

@@ -13,6 +13,7 @@ RESTART_ONLY: tuple[tuple[str, str | None], ...] = (
     ("sip", "listen"),
     # The router, SMSC sessions and the SMS queue are built once at start.
     ("calls", None),
+    ("cdr", None),
     ("smpp", None),
     ("sms", None),
 )

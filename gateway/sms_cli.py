@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import urllib.error
 import urllib.parse
@@ -12,12 +11,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gateway.config.loader import ConfigError, load_config
 from gateway.console import err as _err
 from gateway.console import fail as _fail
 from gateway.console import out as _out
+from gateway.console import parse_time, progress
 
 sms_app = typer.Typer(
     help="Send SMS and read their status through the running daemon.", no_args_is_help=True
@@ -90,15 +89,7 @@ def _account_url(base: str, account: str) -> str:
 
 
 def _parse_at(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise _fail(f"--at {value!r} is not an ISO 8601 time, e.g. 2026-12-24T18:00") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()  # local time, as a person typing it means
-    return parsed.isoformat()
+    return None if value is None else parse_time(value, "--at").isoformat()
 
 
 @sms_app.command("send")
@@ -135,16 +126,8 @@ def send(
     endpoint = _account_url(_base_url(config, url), account)
     scheduled = _parse_at(at)
     accepted, rejected = 0, 0
-    with Progress(
-        TextColumn("sending"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=_err,
-        disable=len(destinations) < 2,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("send", total=len(destinations))
+    with progress("sending", disable=len(destinations) < 2) as bar:
+        task = bar.add_task("send", total=len(destinations))
         for destination in destinations:
             body: dict[str, Any] = {"source": source, "destination": destination, "text": text}
             if scheduled is not None:
@@ -163,7 +146,7 @@ def send(
             else:
                 accepted += 1
                 _out.print(f"{destination}\t{result['id']}", markup=False)
-            progress.advance(task)
+            bar.advance(task)
     if len(destinations) > 1:
         _err.print(f"{accepted} accepted, {rejected} rejected")
     if rejected:

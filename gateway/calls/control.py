@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from gateway.calls.registry import CallRecord, CallRegistry, CallSettings
+from gateway.calls.registry import CallRecord, CallRegistry, CallSettings, CallState
 from gateway.calls.routing import Router
 from gateway.logs import get_logger
 from media.events import CallCommand, CallEvent, CallOffered, EngineStopped
@@ -29,7 +29,7 @@ class CallEngine(Protocol):
 
 
 RecordSink = Callable[[CallRecord], None]
-"""Receives each finished call record (the store, later)."""
+"""Receives a call record: each finished one (`on_record`), or each change (`on_change`)."""
 
 
 class CallControl:
@@ -42,6 +42,7 @@ class CallControl:
         settings: CallSettings | None = None,
         *,
         on_record: RecordSink | None = None,
+        on_change: RecordSink | None = None,
         on_offered: Callable[[str], None] | None = None,
     ) -> None:
         self.registry = CallRegistry(router, settings)
@@ -50,6 +51,7 @@ class CallControl:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
         self._on_record = on_record
+        self._on_change = on_change
         self._on_offered = on_offered
         """Told the SIP Call-ID of each call the engine takes up (overload intake)."""
         self._idle = asyncio.Event()
@@ -91,10 +93,12 @@ class CallControl:
         self._after_change()
 
     def _after_change(self) -> None:
-        finished = self.registry.take_finished()
-        if self._on_record is not None:
-            for record in finished:
-                self._on_record(record)
+        on_record, on_change = self._on_record, self._on_change
+        for record in self.registry.take_changed():
+            if on_change is not None:
+                on_change(record)  # offered, ringing, answered or finished: the CDR writer
+            if on_record is not None and record.state is CallState.ENDED:
+                on_record(record)
         due = self.registry.next_deadline()
         if due != self._timer_due:
             if self._timer is not None:

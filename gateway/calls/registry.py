@@ -148,7 +148,7 @@ class CallSettings:
     no_answer_status: int = 480
     no_answer_reason: str = "Temporarily Unavailable"
     records_kept: int = 10_000
-    """Finished call records held in memory (until the store table exists)."""
+    """Finished call records also held in memory (tests, benchmarks); CDRs are in the store."""
 
 
 @dataclass(slots=True)
@@ -201,11 +201,16 @@ class CallRegistry:
         self.ignored = 0
         """Events that matched no transition (late or duplicate); counted, not fatal."""
         self._timers: list[tuple[float, int]] = []
-        self._unreported: list[CallRecord] = []
+        self._changed: dict[int, CallRecord] = {}
 
-    def take_finished(self) -> list[CallRecord]:
-        """Records finished since the last call (for a sink such as the store)."""
-        taken, self._unreported = self._unreported, []
+    def take_changed(self) -> list[CallRecord]:
+        """Records offered, ringing, answered or finished since the last call, once each.
+
+        The CDR writer stores them as they are now; a finished one (`state` is
+        `ended`) is never reported again.
+        """
+        taken = list(self._changed.values())
+        self._changed.clear()
         return taken
 
     def active_calls(self) -> int:
@@ -227,10 +232,12 @@ class CallRegistry:
         if isinstance(event, CalleeRinging):
             if self._move(record, CallInput.RINGING) and record.ringing_at is None:
                 record.ringing_at = event.at
+                self._changed[record.call] = record
         elif isinstance(event, CallAnswered):
             if self._move(record, CallInput.ANSWERED):
                 record.answered_at = event.at
                 record.deadline = None
+                self._changed[record.call] = record
         elif isinstance(event, CalleeFailed):
             return self._callee_failed(record, event)
         else:
@@ -249,6 +256,7 @@ class CallRegistry:
             inbound_trunk=event.trunk,
         )
         self.live[event.call] = record
+        self._changed[event.call] = record
         decision = self.router.route(
             CallRequest(dialed, event.from_uri, account=event.account, inbound_trunk=event.trunk)
         )
@@ -350,4 +358,4 @@ class CallRegistry:
         record.deadline = None
         del self.live[record.call]
         self.finished.append(record)
-        self._unreported.append(record)
+        self._changed[record.call] = record

@@ -44,7 +44,8 @@ class CallsConfig(Section):
     routes: tuple[CallRouteConfig, ...] = ()
     """One `[[calls.routes]]` table per prefix; calls matching none get 404."""
     records_kept: int = Field(default=10_000, ge=0, le=10_000_000)
-    """Finished call records kept in memory (until the CDR table exists)."""
+    """Finished call records also kept in memory (tests, benchmarks); the durable
+    record of every call is its CDR in the store (see `[cdr]`)."""
     max_new_per_second: float = Field(default=100.0, gt=0)
     """New calls admitted per second, node-wide; more get 503 with Retry-After at the
     edge before the engine spends anything. Measure your node (bench/calls.py) and

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from gateway.config.accounts import AccountConfig, TrunkConfig
 from gateway.config.base import Section, check_host, check_port
 from gateway.config.calls import CallsConfig
+from gateway.config.cdr import CdrConfig
 from gateway.config.secrets import SecretRef
 from gateway.config.sip import SipConfig
 from smpp.config import SmppConfig, SmsConfig
@@ -136,6 +137,8 @@ class CallgateConfig(Section):
     """SIP trunks (carriers, PBXs): `[[trunks]]` entries."""
     calls: CallsConfig = CallsConfig()
     """Call control and the dial plan."""
+    cdr: CdrConfig = CdrConfig()
+    """Call detail records."""
     smpp: SmppConfig = SmppConfig()
     """SMS centres: `[[smpp.smsc]]` entries."""
     sms: SmsConfig = SmsConfig()

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import Iterable
 
 from sqlalchemy import and_, bindparam, delete, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.logs import get_logger
 from gateway.sip.registrar import Binding
 from gateway.store.database import Store
 from gateway.store.schema import sip_bindings
-
-_log = get_logger("store.bindings")
+from gateway.store.write_behind import WriteBehind
 
 
 def binding_key(binding: Binding) -> str:
@@ -49,7 +44,7 @@ _DELETE_BY_KEY = delete(sip_bindings).where(
 )
 
 BATCH_DELAY = 0.25
-"""Seconds changes may wait to be written together (see `BindingWriter`)."""
+"""Seconds changes may wait to be written together (see `WriteBehind`)."""
 
 
 class BindingStore:
@@ -99,65 +94,32 @@ class BindingStore:
 
 
 class BindingWriter:
-    """Write-behind for registrar changes: the SIP path never waits for the disk.
-
-    Changes are coalesced per binding and written by one task: after the first
-    change it waits `batch_delay` seconds so that the changes of that interval
-    go out in one transaction (two executemany statements) instead of one per
-    REGISTER. `flush()` on shutdown writes what is left, so a clean restart
-    keeps every binding; a crash loses at most the last `batch_delay` seconds.
-    """
+    """Write-behind for registrar changes (see `WriteBehind`): one entry per binding."""
 
     def __init__(self, store: BindingStore, batch_delay: float = BATCH_DELAY) -> None:
         self._store = store
-        self._batch_delay = batch_delay
-        self._pending: dict[tuple[str, str], tuple[Binding, bool]] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._writer: WriteBehind[tuple[str, str], tuple[Binding, bool]] = WriteBehind(
+            "bindings", self._apply, batch_delay=batch_delay
+        )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._writer.start()
 
     def record(self, updated: Iterable[Binding], removed: Iterable[Binding]) -> None:
-        pending = self._pending
+        put = self._writer.put
         for binding in removed:
-            pending[(binding.aor, binding_key(binding))] = (binding, False)
+            put((binding.aor, binding_key(binding)), (binding, False))
         for binding in updated:
-            pending[(binding.aor, binding_key(binding))] = (binding, True)
-        if pending and not self._wake.is_set():
-            self._wake.set()
+            put((binding.aor, binding_key(binding)), (binding, True))
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            if self._batch_delay > 0:
-                await asyncio.sleep(self._batch_delay)  # let this interval's changes gather
-            self._wake.clear()
-            try:
-                await self.flush()
-            except SQLAlchemyError as exc:
-                _log.error("bindings_write_failed", error=str(exc), retry=True)
-                await asyncio.sleep(1.0)  # back off, then retry what is still pending
-                self._wake.set()
+    async def _apply(self, batch: dict[tuple[str, str], tuple[Binding, bool]]) -> None:
+        await self._store.apply(
+            [b for b, live in batch.values() if live],
+            [b for b, live in batch.values() if not live],
+        )
 
     async def flush(self) -> None:
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, {}
-        try:
-            await self._store.apply(
-                [b for b, live in batch.values() if live],
-                [b for b, live in batch.values() if not live],
-            )
-        except (SQLAlchemyError, asyncio.CancelledError):
-            # Failed or cut short by close(): keep newer changes made meanwhile
-            # and put the unwritten batch back under them.
-            self._pending = {**batch, **self._pending}
-            raise
+        await self._writer.flush()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task  # a write cut short puts its batch back (see flush)
-        await self.flush()
+        await self._writer.close()

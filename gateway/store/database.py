@@ -102,6 +102,15 @@ class Store:
             self.run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         return crashed
 
+    async def mark_alive(self, now: float) -> None:
+        """Record that this run was alive at `now` (epoch seconds): see `node_runs.last_seen_at`."""
+        if self.run_id is None:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(node_runs).where(node_runs.c.id == self.run_id).values(last_seen_at=now)
+            )
+
     async def end_run(self, now: dt.datetime) -> None:
         if self.run_id is None:
             return

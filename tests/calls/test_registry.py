@@ -102,8 +102,8 @@ def test_answered_call_lifecycle() -> None:
     assert record.disposition is Disposition.ANSWERED
     assert record.cause is Cause.CALLEE_HANGUP
     assert (record.caller_codec, record.callee_codec) == ("PCMU", "PCMA")
-    assert reg.take_finished() == [record]
-    assert reg.take_finished() == []
+    assert reg.take_changed() == [record]  # offered, ringing, answered, ended: reported once
+    assert reg.take_changed() == []
 
 
 def test_unknown_number_is_released_with_404_and_no_callee() -> None:
@@ -275,4 +275,29 @@ async def test_control_adapter_routes_and_arms_the_no_answer_timer() -> None:
     engine.handler([ended(by=Party.GATEWAY, status=480)])
     await asyncio.wait_for(control.wait_idle(), 1)
     assert [r.cause for r in finished] == [Cause.NO_ANSWER]
+    control.close()
+
+
+async def test_control_adapter_reports_changes_for_cdrs_and_finished_calls_once() -> None:
+    engine = FakeEngine()
+    changes: list[tuple[int, CallState]] = []
+    finished = []
+    control = CallControl(
+        engine,
+        ROUTER,
+        on_record=finished.append,
+        on_change=lambda record: changes.append((record.call, record.state)),
+    )
+    assert engine.handler is not None
+    engine.handler([offered(1), offered(2, number="999")])  # 2 is refused at once
+    engine.handler([CallAnswered(1, 101.0)])
+    engine.handler([ended(1), ended(2, by=Party.GATEWAY, status=404)])
+    assert changes == [
+        (1, CallState.SETUP),
+        (2, CallState.RELEASING),
+        (1, CallState.ANSWERED),
+        (1, CallState.ENDED),
+        (2, CallState.ENDED),
+    ]
+    assert [r.call for r in finished] == [1, 2]
     control.close()

@@ -29,6 +29,9 @@ runner = CliRunner()
         ["sms", "send"],
         ["sms", "status"],
         ["sms", "stats"],
+        ["cdr"],
+        ["cdr", "list"],
+        ["cdr", "export"],
     ],
 )
 def test_every_command_has_help(args: list[str]) -> None:
