@@ -164,6 +164,8 @@ class EngineProcess:
                 _log.error("engine_stop_timeout", timeout=timeout)
                 process.kill()
                 await asyncio.to_thread(process.join, _KILL_AFTER_S)
+            if process.exitcode not in (0, None):
+                _log.warning("engine_process_exit", exit_code=process.exitcode)
         if self._reader_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._reader_task, _KILL_AFTER_S)
