@@ -87,8 +87,18 @@ class CallControl:
 
     def _after_change(self) -> None:
         finished = self.registry.take_finished()
-        if self._on_record is not None:
-            for record in finished:
+        for record in finished:
+            _log.debug(
+                "call_finished",
+                call=record.call,
+                disposition=str(record.disposition),
+                caller_status=record.caller_status,
+                callee_status=record.callee_status,
+                trunk=record.trunk,
+                caller_e164=record.caller_e164,
+                callee_e164=record.callee_e164,
+            )
+            if self._on_record is not None:
                 self._on_record(record)
         due = self.registry.next_deadline()
         if due != self._timer_due:
