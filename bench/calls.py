@@ -2,7 +2,7 @@
 
 For each rate: SIPp UAC (tests/sipp/call_uac_hangup.xml: INVITE, 180, 200,
 ACK, hold, BYE) -> engine (this process: PjsipEngine + CallControl +
-StaticRouter) -> SIPp UAS (tests/sipp/call_uas_answer.xml), for `--seconds`
+DialPlan) -> SIPp UAS (tests/sipp/call_uas_answer.xml), for `--seconds`
 at `-r rate`, `-m rate*seconds`. The baseline, in the same run and at the
 same rates: the same UAC straight to the same kind of UAS (no engine).
 
@@ -32,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.calls.control import CallControl
+from gateway.calls.dialplan import DialPlan, PrefixRoute, RouteChoice, TrunkTarget
 from gateway.calls.registry import CallSettings, Disposition
-from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
 from gateway.config.models import LoggingConfig
 from gateway.logs import configure_logging
 from media.engine import EngineSettings, PjsipEngine
@@ -228,7 +228,10 @@ async def bench(rates: list[int], seconds: float, hold_ms: int, latency_rate: in
         )
         control = CallControl(
             engine,
-            StaticRouter(StaticRoutes((PrefixRoute("1", "127.0.0.1", port),))),
+            DialPlan(
+                [PrefixRoute("1", (RouteChoice("uas"),))],
+                {"uas": TrunkTarget("uas", "127.0.0.1", port)},
+            ),
             CallSettings(records_kept=1_000_000),
         )
         info = await engine.start()

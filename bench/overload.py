@@ -129,14 +129,19 @@ async def bench(limit: float, seconds: float, multipliers: list[float]) -> list[
 name = "load"
 allow = ["127.0.0.0/8"]
 
+[[trunks]]
+name = "uas"
+host = "127.0.0.1"
+port = {uas_port}
+
 [calls]
 max_new_per_second = {limit}
 max_new_burst = {max(int(limit // 10), 1)}
 
 [[calls.routes]]
 prefix = "1"
-host = "127.0.0.1"
-port = {uas_port}
+trunks = ["uas"]
+transit = true
 """
             config = write_config(work / "c.toml", data, drain_timeout=30, extra=extra)
             # Debug logging would cost more than the calls themselves.

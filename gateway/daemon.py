@@ -13,9 +13,9 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.calls.control import CallControl
+from gateway.calls.dialplan import DialPlan
 from gateway.calls.overload import CallAdmission, EngineIntake, OverloadLimits, OverloadPolicy
 from gateway.calls.registry import CallSettings
-from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
 from gateway.config.loader import ConfigError, load_config
 from gateway.config.models import CallgateConfig
 from gateway.config.secrets import SecretUnavailableError
@@ -27,7 +27,7 @@ from gateway.sdnotify import SystemdNotifier
 from gateway.sip.admission import AuthenticatedOnly
 from gateway.sip.directory import Directory, DirectoryError
 from gateway.sip.edge import SipEdge
-from gateway.sip.registrar import Binding, RegisterResult
+from gateway.sip.registrar import Binding, RegisterResult, Registrar
 from gateway.sms_api import SmsApi
 from gateway.store.bindings import BindingStore, BindingWriter
 from gateway.store.cdrs import CdrStore, CdrWriter
@@ -69,11 +69,6 @@ _NO_ANSWER_REASONS = {
 }
 
 
-def call_router(config: CallgateConfig) -> StaticRouter:
-    routes = tuple(PrefixRoute(r.prefix, r.host, r.port, r.transport) for r in config.calls.routes)
-    return StaticRouter(StaticRoutes(routes))
-
-
 def overload_limits(config: CallgateConfig) -> OverloadLimits:
     c = config.calls
     return OverloadLimits(
@@ -92,8 +87,21 @@ def call_settings(config: CallgateConfig) -> CallSettings:
         no_answer_timeout=c.no_answer_timeout,
         no_answer_status=c.no_answer_status,
         no_answer_reason=_NO_ANSWER_REASONS.get(c.no_answer_status, "No Answer"),
+        attempt_timeout=c.attempt_timeout,
         records_kept=c.records_kept,
     )
+
+
+class RegisteredContacts:
+    """The dial plan's view of the edge's registrar (set once the edge exists)."""
+
+    def __init__(self) -> None:
+        self.registrar: Registrar | None = None
+
+    def contacts(self, account: str) -> list[str]:
+        if self.registrar is None:
+            return []
+        return [b.contact_uri for b in self.registrar.lookup_user(account, time.time())]
 
 
 class Daemon:
@@ -179,9 +187,10 @@ class Daemon:
         self.engine = EngineProcess(
             engine_settings(cfg), asyncio.get_running_loop(), logging=cfg.logging
         )
+        contacts = RegisteredContacts()
         self.calls = CallControl(
             self.engine,
-            call_router(cfg),
+            DialPlan.from_config(cfg, contacts),
             call_settings(cfg),
             on_record=lambda record: self.metrics.calls_finished.labels(
                 disposition=str(record.disposition)
@@ -221,6 +230,7 @@ class Daemon:
             policy,
             bindings_sink=self._bindings_changed,
         )
+        contacts.registrar = self.edge.access.registrar
         try:
             await self.edge.start(restored)
         except OSError as exc:

@@ -45,6 +45,9 @@ _log = get_logger("engine.b2bua")
 
 _FROM = re.compile(r"^(?:From|f)[ \t]*:[ \t]*(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
 _CALL_ID = re.compile(r"^(?:Call-ID|i)[ \t]*:[ \t]*(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
+_MAX_FORWARDS = re.compile(r"^Max-Forwards[ \t]*:[ \t]*([0-9]{1,3})[ \t]*\r?$", re.I | re.M)
+_PAI = re.compile(r"^P-Asserted-Identity[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)
+_PRIVACY = re.compile(r"^Privacy[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)
 _ORIGIN = re.compile(
     r"^X-Callgate-Origin[ \t]*:[ \t]*(account|trunk)=(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
 )
@@ -66,6 +69,13 @@ class Bridge:
     callee_codec: str = ""
     relayed: set[int] = field(default_factory=set)
     placed: bool = False
+    callee_leg: int = 0
+    """`PlaceCallee.leg` of the current callee leg, echoed in its events."""
+    rang_leg: int = -1
+    """The last callee leg that reported ringing."""
+    forks: dict[int, Any] = field(default_factory=dict)
+    """Parallel callee legs (forking) other than `callee`, by leg number; the first to
+    answer becomes `callee`."""
     answered: bool = False
     connected: bool = False
     caller_gone: bool = False
@@ -123,22 +133,124 @@ class B2bua:
             self.fault(bridge, exc)
 
     def _place_callee(self, bridge: Bridge, command: PlaceCallee) -> None:
-        pj = self._pj
-        if bridge.placed:
+        if bridge.answered or (bridge.placed and command.leg <= bridge.callee_leg):
             return
+        if bridge.placed and command.fork:
+            self._place_fork(bridge, command)
+            return
+        if bridge.placed:
+            self._drop_callee(bridge)
+            self._drop_forks(bridge)
         bridge.placed = True
-        prm = pj.CallOpParam(True)
-        prm.opt.audioCount = 1
-        prm.opt.videoCount = 0
-        prm.txOption.localUri = command.caller_uri
+        bridge.callee_leg = command.leg
+        bridge.callee_released = False
         callee = self._callee_leg(self.account, bridge)
+        callee.leg = command.leg
         bridge.callee = callee
         bridge.callee_gone = False
         try:
-            callee.makeCall(command.target, prm)
+            callee.makeCall(command.target, self._invite_param(command))
         except Exception as exc:  # noqa: BLE001 - e.g. an unusable target URI
             self._leg_gone(bridge, Party.CALLEE)
-            self._emit(CalleeFailed(bridge.call, time.time(), 502, _reason(exc)))
+            self._emit(CalleeFailed(bridge.call, time.time(), 502, _reason(exc), command.leg))
+
+    def _invite_param(self, command: PlaceCallee) -> Any:
+        prm = self._pj.CallOpParam(True)
+        prm.opt.audioCount = 1
+        prm.opt.videoCount = 0
+        prm.txOption.localUri = command.caller_uri
+        for name, value in command.headers:
+            header = self._pj.SipHeader()
+            header.hName, header.hValue = name, value
+            prm.txOption.headers.append(header)
+        return prm
+
+    def _place_fork(self, bridge: Bridge, command: PlaceCallee) -> None:
+        """One more parallel callee leg (an account's further contact)."""
+        leg = self._callee_leg(self.account, bridge)
+        leg.leg = command.leg
+        bridge.forks[command.leg] = leg
+        try:
+            leg.makeCall(command.target, self._invite_param(command))
+        except Exception as exc:  # noqa: BLE001 - e.g. an unusable contact URI
+            del bridge.forks[command.leg]
+            leg.bridge = None
+            self._graveyard.append(leg)
+            self._emit(CalleeFailed(bridge.call, time.time(), 502, _reason(exc), command.leg))
+
+    def _fork_state(self, bridge: Bridge, leg: Any) -> None:
+        """A parallel leg's progress: ringing is relayed once, its 200 wins, a failure
+        is reported (call control waits for the others)."""
+        pj = self._pj
+        info = leg.getInfo()
+        state = info.state
+        if state == pj.PJSIP_INV_STATE_EARLY:
+            status = int(info.lastStatusCode)
+            if self._relay_ringing(bridge, status):
+                self._emit(CalleeRinging(bridge.call, time.time(), status, leg.leg))
+        elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+            if bridge.answered or bridge.caller_gone or bridge.ended_by is not None:
+                self._drop_fork(bridge, leg.leg)
+                return
+            # This contact answered first: it becomes the callee, the others are dropped.
+            bridge.forks.pop(leg.leg, None)
+            self._drop_callee(bridge)
+            self._drop_forks(bridge)
+            bridge.callee, bridge.callee_gone, bridge.callee_leg = leg, False, leg.leg
+            bridge.callee_released = False
+            with contextlib.suppress(Exception):  # media may only be reported later
+                self.callee_media(bridge, leg)
+            self.callee_state(bridge, leg)
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            bridge.forks.pop(leg.leg, None)
+            leg.bridge = None
+            self._graveyard.append(leg)
+            if bridge.ended_by is None and not bridge.caller_gone and not bridge.answered:
+                status, reason = int(info.lastStatusCode), str(info.lastReason)
+                self._emit(CalleeFailed(bridge.call, time.time(), status, reason, leg.leg))
+
+    def _relay_ringing(self, bridge: Bridge, status: int) -> bool:
+        """Send the caller 180/183 once per status; True when this one was sent now."""
+        if status not in _RINGING or status in bridge.relayed or bridge.caller_gone:
+            return False
+        bridge.relayed.add(status)
+        prm = self._pj.CallOpParam()
+        prm.statusCode = status
+        bridge.caller.answer(prm)
+        return True
+
+    def _drop_fork(self, bridge: Bridge, number: int) -> None:
+        leg = bridge.forks.pop(number, None)
+        if leg is None:
+            return
+        leg.bridge = None  # before hangup: a callback it triggers must not see the bridge
+        self._graveyard.append(leg)
+        try:
+            leg.hangup(self._pj.CallOpParam())
+        except Exception as exc:  # noqa: BLE001 - already ending: nothing else to do
+            _log.debug("fork_hangup_failed", call=bridge.call, error=_reason(exc))
+
+    def _drop_forks(self, bridge: Bridge) -> None:
+        for number in list(bridge.forks):
+            self._drop_fork(bridge, number)
+
+    def _drop_callee(self, bridge: Bridge) -> None:
+        """End the callee leg still under way, silently (failover, forwarding, or another
+        fork answered first).
+
+        The leg leaves the bridge at once (its callbacks see no bridge and do
+        nothing) and waits in the graveyard until pjsua has finished it: a
+        CANCEL that pjsua sends once the leg got a provisional, or a BYE
+        after a late 200.
+        """
+        leg = bridge.callee
+        if leg is None or bridge.callee_gone:
+            return
+        leg.bridge = None  # before hangup: a callback it triggers must not see the bridge
+        self._release_callee(bridge)
+        bridge.callee, bridge.callee_media, bridge.connected = None, None, False
+        bridge.callee_gone = True
+        self._graveyard.append(leg)
 
     def _release(self, bridge: Bridge, status: int, reason: str, by: Party) -> None:
         if bridge.ended_by is None:
@@ -152,6 +264,7 @@ class B2bua:
             bridge.caller.hangup(prm)
 
     def _release_callee(self, bridge: Bridge) -> None:
+        self._drop_forks(bridge)
         if bridge.callee is None or bridge.callee_gone or bridge.callee_released:
             return
         bridge.callee_released = True
@@ -195,6 +308,10 @@ class B2bua:
                 call_id_match.group(1) if call_id_match else "",
                 account=name if kind == "account" else "",
                 trunk=name if kind == "trunk" else "",
+                max_forwards=int(hops.group(1)) if (hops := _MAX_FORWARDS.search(message)) else 70,
+                display_name=_display_of(from_match.group(1)) if from_match else "",
+                asserted_identity=pai.group(1) if (pai := _PAI.search(message)) else "",
+                privacy=privacy.group(1) if (privacy := _PRIVACY.search(message)) else "",
             )
         )
 
@@ -223,16 +340,19 @@ class B2bua:
 
     def callee_state(self, bridge: Bridge, callee: Any) -> None:
         pj = self._pj
+        if callee is not bridge.callee:
+            self._fork_state(bridge, callee)
+            return
         info = callee.getInfo()
         state = info.state
         if state == pj.PJSIP_INV_STATE_EARLY:
             status = int(info.lastStatusCode)
-            if status in _RINGING and status not in bridge.relayed and not bridge.caller_gone:
-                bridge.relayed.add(status)
-                prm = pj.CallOpParam()
-                prm.statusCode = status
-                bridge.caller.answer(prm)
-                self._emit(CalleeRinging(bridge.call, time.time(), status))
+            if status in _RINGING and not bridge.caller_gone:
+                first = self._relay_ringing(bridge, status)
+                # A failover leg that rings is news to call control, not to the caller.
+                if first or bridge.callee_leg > bridge.rang_leg:
+                    bridge.rang_leg = bridge.callee_leg
+                    self._emit(CalleeRinging(bridge.call, time.time(), status, bridge.callee_leg))
         elif state == pj.PJSIP_INV_STATE_CONFIRMED:
             if bridge.caller_gone or bridge.ended_by is not None:
                 self._release_callee(bridge)
@@ -249,8 +369,10 @@ class B2bua:
                 if bridge.answered:
                     self._release(bridge, status, reason, Party.CALLEE)
                 else:
-                    # Call control decides what the caller hears (and, later, failover).
-                    self._emit(CalleeFailed(bridge.call, time.time(), status, reason))
+                    # Call control decides: the next target (failover) or what the caller hears.
+                    self._emit(
+                        CalleeFailed(bridge.call, time.time(), status, reason, bridge.callee_leg)
+                    )
 
     def caller_media(self, bridge: Bridge) -> None:
         bridge.caller_media = bridge.caller.getAudioMedia(-1)
@@ -259,6 +381,8 @@ class B2bua:
         self._connect(bridge)
 
     def callee_media(self, bridge: Bridge, callee: Any) -> None:
+        if callee is not bridge.callee:
+            return  # a parallel leg: connected if and when it answers first
         bridge.callee_media = callee.getAudioMedia(-1)
         if not bridge.callee_codec:
             bridge.callee_codec = _codec(callee)
@@ -338,10 +462,11 @@ class B2bua:
         calls and account.
         """
         for bridge in self.bridges.values():
-            for leg in (bridge.caller, bridge.callee):
+            for leg in (bridge.caller, bridge.callee, *bridge.forks.values()):
                 if leg is not None:
                     leg.bridge = None
             bridge.caller = bridge.callee = bridge.caller_media = bridge.callee_media = None
+            bridge.forks.clear()
         for leg in self._graveyard:
             leg.bridge = None
         self.bridges.clear()
@@ -384,6 +509,7 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any]:
         def __init__(self, account: Any, bridge: Bridge) -> None:
             super().__init__(account)
             self.bridge = bridge
+            self.leg = 0
 
         def onCallState(self, prm: Any) -> None:
             if self.bridge is None:  # already reaped
@@ -424,6 +550,17 @@ def _uri_of(name_addr: str) -> str:
         end = name_addr.find(">", start)
         return name_addr[start + 1 : end if end > 0 else None]
     return name_addr.split(";", 1)[0].strip()
+
+
+def _display_of(name_addr: str) -> str:
+    """The display name of a From value (quotes and escapes removed); "" when none."""
+    start = name_addr.find("<")
+    if start <= 0:
+        return ""
+    name = name_addr[:start].strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    return name
 
 
 def _reason(exc: BaseException) -> str:

@@ -37,6 +37,14 @@ class CallOffered:
     """The account the edge authenticated the caller as (empty for a trunk or unknown)."""
     trunk: str = ""
     """The trunk the edge admitted the call from by source address (empty otherwise)."""
+    max_forwards: int = 70
+    """The INVITE's Max-Forwards (after the edge's hop): forwarding stops before 0."""
+    display_name: str = ""
+    """The From header's display name."""
+    asserted_identity: str = ""
+    """The INVITE's P-Asserted-Identity value (call control decides whether to believe it)."""
+    privacy: str = ""
+    """The INVITE's Privacy value (RFC 3323)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,8 @@ class CalleeRinging:
     call: int
     at: float
     status: int
+    leg: int = 0
+    """The callee leg (`PlaceCallee.leg`) that rings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,8 @@ class CalleeFailed:
     at: float
     status: int
     reason: str
+    leg: int = 0
+    """The callee leg (`PlaceCallee.leg`) that failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +114,18 @@ class PlaceCallee:
     call: int
     target: str
     caller_uri: str
-    """From URI presented to the callee."""
+    """From presented to the callee (a URI or a name-addr with display name)."""
     trunk: str = ""
     """The outbound trunk the leg goes to (its credentials answer challenges); empty: none."""
     headers: tuple[tuple[str, str], ...] = ()
     """Extra headers for the callee's INVITE (P-Asserted-Identity, Privacy, ...)."""
+    leg: int = 0
+    """Numbers the call's callee legs (failover places more than one, one at a time);
+    events about a leg carry it. A leg still under way when the next is placed is
+    dropped (CANCEL/BYE) and reports nothing more."""
+    fork: bool = False
+    """Ring in parallel with the legs under way (an account's contacts) instead of
+    replacing them; the first to answer wins and the engine drops the others."""
 
 
 @dataclass(frozen=True, slots=True)

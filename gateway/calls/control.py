@@ -97,8 +97,19 @@ class CallControl:
         for record in self.registry.take_changed():
             if on_change is not None:
                 on_change(record)  # offered, ringing, answered or finished: the CDR writer
-            if on_record is not None and record.state is CallState.ENDED:
-                on_record(record)
+            if record.state is CallState.ENDED:
+                _log.debug(
+                    "call_finished",
+                    call=record.call,
+                    disposition=str(record.disposition),
+                    caller_status=record.caller_status,
+                    callee_status=record.callee_status,
+                    trunk=record.trunk,
+                    caller_e164=record.caller_e164,
+                    callee_e164=record.callee_e164,
+                )
+                if on_record is not None:
+                    on_record(record)
         due = self.registry.next_deadline()
         if due != self._timer_due:
             if self._timer is not None:

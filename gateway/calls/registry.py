@@ -6,6 +6,23 @@ Every call moves through `TRANSITIONS` (data, readable below):
       │                  │
       └─ refused / callee_failed / no_answer ─▶ releasing ──ended──▶ ended
 
+A route may give several targets (trunks): a callee leg that fails with
+5xx or 408, or does not ring within the attempt timeout, is followed by a
+leg to the next target (`failover`, which keeps the state); a trunk at its
+channel limit is skipped. The engine drops a leg still under way when it
+gets the next `PlaceCallee` for the call; legs are numbered so a late event
+from an earlier leg is ignored.
+
+A call to an account rings all its contacts at once (forked legs). As in
+RFC 3261 §16.7, the first 200 wins (the engine cancels the others), a 6xx
+from one contact ends the search at once, and otherwise the caller gets the
+best final answer once every contact failed: 4xx before 5xx, and among
+4xx 486 (busy) first, because a phone that is busy says more than one that
+is off. Busy (486/600), unreachable (408/480/5xx) and a no-answer timer
+then take the account's forwarding (`forwarded`, which keeps the state):
+the target is routed again as if the account had dialled it, one hop
+further; the hop cap and the caller's Max-Forwards end forwarding loops.
+
 (`ended` is accepted from every live state: the caller can hang up or
 cancel at any time.) Handling an event returns the commands the engine must
 carry out; timers are data (`next_deadline()` / `expire(now)`), armed by the
@@ -16,11 +33,21 @@ deadlines use the adapter's monotonic `now`.
 from __future__ import annotations
 
 import heapq
-from collections import deque
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import cast
 
-from gateway.calls.routing import CallRequest, Refusal, Router, dialed_number
+from gateway.calls.callerid import CallerId, Headers
+from gateway.calls.routing import (
+    CallRequest,
+    Forwarding,
+    Refusal,
+    Routed,
+    Router,
+    Target,
+    dialed_number,
+)
 from media.events import (
     CallAnswered,
     CallCommand,
@@ -50,6 +77,8 @@ class CallInput(StrEnum):
     RINGING = "ringing"
     ANSWERED = "answered"
     CALLEE_FAILED = "callee_failed"
+    FAILOVER = "failover"
+    FORWARDED = "forwarded"
     NO_ANSWER = "no_answer"
     ENDED = "ended"
 
@@ -63,6 +92,10 @@ TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
     (_S.SETUP, _In.ANSWERED): _S.ANSWERED,
     (_S.RINGING, _In.ANSWERED): _S.ANSWERED,
     (_S.SETUP, _In.CALLEE_FAILED): _S.RELEASING,
+    (_S.SETUP, _In.FAILOVER): _S.SETUP,
+    (_S.RINGING, _In.FAILOVER): _S.RINGING,
+    (_S.SETUP, _In.FORWARDED): _S.SETUP,
+    (_S.RINGING, _In.FORWARDED): _S.RINGING,
     (_S.RINGING, _In.CALLEE_FAILED): _S.RELEASING,
     (_S.SETUP, _In.NO_ANSWER): _S.RELEASING,
     (_S.RINGING, _In.NO_ANSWER): _S.RELEASING,
@@ -130,6 +163,38 @@ CALLEE_FAILURES: dict[int, CallerAnswer] = {
 }
 _UNKNOWN_FAILURE = CallerAnswer(502, "Bad Gateway", Disposition.FAILED, Cause.CALLEE_FAILED)
 _UNKNOWN_GLOBAL_FAILURE = CallerAnswer(603, "Decline", Disposition.FAILED, Cause.CALLEE_DECLINED)
+_TRUNKS_FULL = Refusal(503, "Service Unavailable")
+
+
+def fails_over(callee_status: int) -> bool:
+    """The next target may do better: a server failure or timeout, not a callee's answer."""
+    return callee_status == 408 or 500 <= callee_status <= 599
+
+
+_BUSY = (486, 600)
+_UNREACHABLE = (408, 480)
+
+
+def forward_target(forwarding: Forwarding, callee_status: int) -> str:
+    """The forward a failed call to an account takes ("" for none): busy or unreachable."""
+    if callee_status in _BUSY:
+        return forwarding.busy
+    if callee_status in _UNREACHABLE or 500 <= callee_status <= 599:
+        return forwarding.unreachable
+    return ""
+
+
+def best_of(current: int | None, status: int) -> int:
+    """RFC 3261 §16.7 choice among forked legs' failures: 4xx before 5xx, 486 first."""
+    if current is None:
+        return status
+    return min(current, status, key=lambda s: (s // 100, s != 486, s))
+
+
+class Timer(StrEnum):
+    NO_ANSWER = "no_answer"
+    ATTEMPT = "attempt"
+    FORWARD = "forward"
 
 
 def caller_answer_for(callee_status: int) -> CallerAnswer:
@@ -147,6 +212,8 @@ class CallSettings:
     """Seconds from the caller's INVITE until an unanswered call is released."""
     no_answer_status: int = 480
     no_answer_reason: str = "Temporarily Unavailable"
+    attempt_timeout: float = 8.0
+    """Seconds a callee leg has to ring before the next target is tried (if any)."""
     records_kept: int = 10_000
     """Finished call records also held in memory (tests, benchmarks); CDRs are in the store."""
 
@@ -188,6 +255,23 @@ class CallRecord:
     recording: str = ""
     """Reference to the call's recording in encrypted storage (empty: not recorded)."""
     deadline: float | None = field(default=None, repr=False)
+    attempt_deadline: float | None = field(default=None, repr=False)
+    leg: int = field(default=-1, repr=False)
+    """Number of the current callee leg (0 for the first)."""
+    legs: set[int] = field(default_factory=set, repr=False)
+    """Callee legs under way (several when forked)."""
+    pending: tuple[Target, ...] = field(default=(), repr=False)
+    """Targets not tried yet."""
+    best_status: int | None = field(default=None, repr=False)
+    """Best failure of forked legs so far."""
+    forwarding: Forwarding | None = field(default=None, repr=False)
+    forward_deadline: float | None = field(default=None, repr=False)
+    hops: int = 0
+    """Forwards the call took."""
+    max_forwards: int = field(default=70, repr=False)
+    caller_id: CallerId | None = field(default=None, repr=False)
+    channel: str = field(default="", repr=False)
+    """The trunk whose channel the current leg holds (empty: none counted)."""
 
 
 class CallRegistry:
@@ -200,7 +284,9 @@ class CallRegistry:
         self.finished: deque[CallRecord] = deque(maxlen=self.settings.records_kept)
         self.ignored = 0
         """Events that matched no transition (late or duplicate); counted, not fatal."""
-        self._timers: list[tuple[float, int]] = []
+        self._timers: list[tuple[float, int, Timer]] = []
+        self.trunk_calls: Counter[str] = Counter()
+        """Callee legs in progress per outbound trunk (for its `channels` limit)."""
         self._changed: dict[int, CallRecord] = {}
 
     def take_changed(self) -> list[CallRecord]:
@@ -230,16 +316,21 @@ class CallRegistry:
             self.ignored += 1
             return []
         if isinstance(event, CalleeRinging):
-            if self._move(record, CallInput.RINGING) and record.ringing_at is None:
-                record.ringing_at = event.at
-                self._changed[record.call] = record
+            if event.leg not in record.legs:
+                self.ignored += 1
+            elif self._move(record, CallInput.RINGING):
+                if event.leg == record.leg:
+                    record.attempt_deadline = None
+                if record.ringing_at is None:
+                    record.ringing_at = event.at
+                    self._changed[record.call] = record
         elif isinstance(event, CallAnswered):
             if self._move(record, CallInput.ANSWERED):
                 record.answered_at = event.at
-                record.deadline = None
+                record.deadline = record.attempt_deadline = record.forward_deadline = None
                 self._changed[record.call] = record
         elif isinstance(event, CalleeFailed):
-            return self._callee_failed(record, event)
+            return self._callee_failed(record, event, now)
         else:
             self._ended(record, event)
         return []
@@ -254,30 +345,157 @@ class CallRegistry:
             event.at,
             account=event.account,
             inbound_trunk=event.trunk,
+            max_forwards=event.max_forwards,
         )
         self.live[event.call] = record
         self._changed[event.call] = record
-        decision = self.router.route(
-            CallRequest(dialed, event.from_uri, account=event.account, inbound_trunk=event.trunk)
+        request = CallRequest(
+            dialed,
+            event.from_uri,
+            account=event.account,
+            inbound_trunk=event.trunk,
+            display=event.display_name,
+            asserted=event.asserted_identity,
+            privacy=event.privacy,
         )
+        decision = self.router.route(request)
+        record.caller_e164 = decision.numbers.caller_e164
+        record.callee_e164 = decision.numbers.callee_e164
         if isinstance(decision, Refusal):
-            self._move(record, CallInput.REFUSED)
-            self._settle(record, Disposition.REJECTED, Cause.ROUTE_REFUSED, decision.status)
-            return [ReleaseCall(event.call, decision.status, decision.reason)]
+            return self._refuse(record, decision)
+        record.caller_id = decision.caller_id  # kept through forwards: the caller stays
+        commands = self._start(record, decision, now)
+        if not commands:
+            return self._refuse(record, _TRUNKS_FULL)
         self._move(record, CallInput.ROUTED)
-        record.target = decision.uri
-        record.deadline = now + self.settings.no_answer_timeout
-        heapq.heappush(self._timers, (record.deadline, event.call))
-        return [PlaceCallee(event.call, decision.uri, event.from_uri)]
+        record.deadline = self._arm(record, Timer.NO_ANSWER, now + self.settings.no_answer_timeout)
+        return commands
 
-    def _callee_failed(self, record: CallRecord, event: CalleeFailed) -> list[CallCommand]:
+    def _start(self, record: CallRecord, decision: Routed, now: float) -> list[CallCommand]:
+        """The first leg(s) of a routing decision; the engine drops legs still under way."""
+        record.hops = decision.hops
+        record.forwarding = decision.forwarding
+        record.best_status = None
+        record.forward_deadline = None
+        if not decision.fork:
+            record.pending = decision.targets
+            if decision.emergency:  # channel limits never hold up an emergency call
+                record.pending = tuple(replace(t, channels=None) for t in decision.targets)
+            place = self._place_next(record, now)
+            return [] if place is None else [place]
+        self._free_channel(record)
+        record.pending, record.attempt_deadline = (), None
+        record.legs = set()
+        commands: list[CallCommand] = []
+        for target in decision.targets:
+            record.leg += 1
+            record.legs.add(record.leg)
+            fork = bool(commands)
+            commands.append(self._leg(record, target, fork))
+        record.target, record.trunk = decision.targets[0].uri, ""
+        forwarding = decision.forwarding
+        if forwarding is not None and forwarding.no_answer:
+            due = now + forwarding.no_answer_after
+            record.forward_deadline = self._arm(record, Timer.FORWARD, due)
+        return commands
+
+    def _arm(self, record: CallRecord, timer: Timer, due: float) -> float:
+        heapq.heappush(self._timers, (due, record.call, timer))
+        return due
+
+    def _refuse(self, record: CallRecord, refusal: Refusal) -> list[CallCommand]:
+        self._move(record, CallInput.REFUSED)
+        self._settle(record, Disposition.REJECTED, Cause.ROUTE_REFUSED, refusal.status)
+        return [ReleaseCall(record.call, refusal.status, refusal.reason)]
+
+    def _place_next(self, record: CallRecord, now: float) -> PlaceCallee | None:
+        """The leg to the first pending target with a free channel (None: none left)."""
+        while record.pending:
+            target, *rest = record.pending
+            record.pending = tuple(rest)
+            if target.channels is not None and self.trunk_calls[target.trunk] >= target.channels:
+                continue  # that trunk is full: the next one takes the call
+            self._free_channel(record)
+            if target.trunk:
+                self.trunk_calls[target.trunk] += 1
+                record.channel = target.trunk
+            record.leg += 1
+            record.legs = {record.leg}
+            record.target, record.trunk = target.uri, target.trunk
+            record.attempt_deadline = None
+            if record.pending:
+                due = now + self.settings.attempt_timeout
+                record.attempt_deadline = self._arm(record, Timer.ATTEMPT, due)
+            return self._leg(record, target)
+        return None
+
+    @staticmethod
+    def _leg(record: CallRecord, target: Target, fork: bool = False) -> PlaceCallee:
+        caller, headers = record.caller, cast(Headers, ())
+        if record.caller_id is not None:
+            caller, headers = record.caller_id.towards(target.trusted)
+        return PlaceCallee(
+            record.call, target.uri, caller, target.trunk, headers, leg=record.leg, fork=fork
+        )
+
+    def _free_channel(self, record: CallRecord) -> None:
+        if record.channel:
+            self.trunk_calls[record.channel] -= 1
+            if not self.trunk_calls[record.channel]:
+                del self.trunk_calls[record.channel]
+            record.channel = ""
+
+    def _callee_failed(
+        self, record: CallRecord, event: CalleeFailed, now: float
+    ) -> list[CallCommand]:
+        if event.leg not in record.legs:
+            self.ignored += 1  # an earlier leg, already replaced by failover or forwarding
+            return []
+        record.legs.discard(event.leg)
+        record.callee_status = event.status
+        status = event.status
+        forked = bool(record.legs) or record.best_status is not None
+        if forked and status < 600:  # a 6xx ends the search; the release cancels the others
+            status = record.best_status = best_of(record.best_status, status)
+            if record.legs:
+                return []  # other contacts still ring
+        if event.leg == record.leg:
+            self._free_channel(record)
+        live = (record.state, CallInput.FAILOVER) in TRANSITIONS
+        if live and fails_over(status):
+            place = self._place_next(record, now)
+            if place is not None:
+                self._move(record, CallInput.FAILOVER)
+                return [place]
+        if live and record.forwarding is not None:
+            commands = self._forward(record, forward_target(record.forwarding, status), now)
+            if commands:
+                return commands
         if not self._move(record, CallInput.CALLEE_FAILED):
             return []
-        answer = caller_answer_for(event.status)
-        record.callee_status = event.status
-        record.deadline = None
+        answer = caller_answer_for(status)
+        record.deadline = record.attempt_deadline = record.forward_deadline = None
         self._settle(record, answer.disposition, answer.cause, answer.status)
         return [ReleaseCall(record.call, answer.status, answer.reason)]
+
+    def _forward(self, record: CallRecord, target: str, now: float) -> list[CallCommand]:
+        """Re-route the call to an account's forward `target` (no commands: not possible)."""
+        forwarding = record.forwarding
+        if not target or forwarding is None or record.hops + 1 >= record.max_forwards:
+            return []
+        request = CallRequest(target, record.caller, account=forwarding.account)
+        decision = self.router.route(replace(request, hops=record.hops + 1))
+        if isinstance(decision, Refusal):
+            return []  # the caller hears why the account failed, not why the forward did
+        before = (record.hops, record.forwarding, record.best_status, record.forward_deadline)
+        commands = self._start(
+            record, replace(decision, hops=max(decision.hops, record.hops + 1)), now
+        )
+        if commands:
+            self._move(record, CallInput.FORWARDED)
+        else:  # every trunk of the forward is full: the call stays as it was
+            record.hops, record.forwarding, record.best_status, record.forward_deadline = before
+        return commands
 
     def _ended(self, record: CallRecord, event: CallEnded) -> None:
         if not self._move(record, CallInput.ENDED):
@@ -318,21 +536,32 @@ class CallRegistry:
         """When `expire` next has work (None: no timer needed)."""
         timers = self._timers
         while timers:
-            due, call = timers[0]
+            due, call, timer = timers[0]
             record = self.live.get(call)
-            if record is not None and record.deadline == due:
+            if record is not None and due == _deadline(record, timer):
                 return due
-            heapq.heappop(timers)  # stale: answered, failed or ended meanwhile
+            heapq.heappop(timers)  # stale: answered, failed, replaced or ended meanwhile
         return None
 
     def expire(self, now: float) -> list[CallCommand]:
-        """Release every call whose no-answer timer is due."""
+        """Fail over (attempt timer) or forward (no-answer forward) or release (no answer)."""
         commands: list[CallCommand] = []
         s = self.settings
         while (due := self.next_deadline()) is not None and due <= now:
-            _, call = heapq.heappop(self._timers)
+            _, call, timer = heapq.heappop(self._timers)
             record = self.live[call]
-            record.deadline = None
+            if timer is Timer.ATTEMPT:
+                record.attempt_deadline = None
+                place = self._place_next(record, now)  # the engine drops the silent leg
+                if place is not None and self._move(record, CallInput.FAILOVER):
+                    commands.append(place)
+                continue
+            if timer is Timer.FORWARD:
+                record.forward_deadline = None
+                if record.forwarding is not None:
+                    commands += self._forward(record, record.forwarding.no_answer, now)
+                continue
+            record.deadline = record.attempt_deadline = record.forward_deadline = None
             if self._move(record, CallInput.NO_ANSWER):
                 self._settle(record, Disposition.NO_ANSWER, Cause.NO_ANSWER, s.no_answer_status)
                 commands.append(ReleaseCall(call, s.no_answer_status, s.no_answer_reason))
@@ -355,7 +584,18 @@ class CallRegistry:
         record.caller_status = status
 
     def _finish(self, record: CallRecord) -> None:
-        record.deadline = None
+        record.deadline = record.attempt_deadline = record.forward_deadline = None
+        record.pending = ()
+        record.legs = set()
+        self._free_channel(record)
         del self.live[record.call]
         self.finished.append(record)
         self._changed[record.call] = record
+
+
+def _deadline(record: CallRecord, timer: Timer) -> float | None:
+    if timer is Timer.ATTEMPT:
+        return record.attempt_deadline
+    if timer is Timer.FORWARD:
+        return record.forward_deadline
+    return record.deadline

@@ -1,8 +1,9 @@
-"""Where a call goes: the Router interface and a static prefix table.
+"""Where a call goes: the Router interface and what it answers.
 
-A router answers with a `Target` (a SIP URI for the callee leg) or a
-`Refusal` (the status the caller gets). It is policy, called by the call
-registry; it never talks to the engine.
+A router answers with `Routed` (callee targets to try in order) or a
+`Refusal` (the status the caller gets), both with the call's numbers in
+E.164. It is policy, called by the call registry; it never talks to the
+engine. The dial plan that implements it lives in `dialplan.py`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.calls.callerid import CallerId
 from gateway.sip.errors import SipParseError
 from gateway.sip.uri import SipUri
 
@@ -26,61 +28,78 @@ class CallRequest:
     """The account the caller authenticated as (empty when it came from a trunk)."""
     inbound_trunk: str = ""
     """The trunk the call came in from (empty when an account placed it)."""
+    hops: int = 0
+    """Forwards this call went through already (loop protection)."""
+    display: str = ""
+    """The caller's From display name."""
+    asserted: str = ""
+    """The caller's P-Asserted-Identity (believed only from a trusted trunk)."""
+    privacy: str = ""
+    """The caller's Privacy header (RFC 3323)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Numbers:
+    """The call's numbers in E.164 (empty: not a number)."""
+
+    caller_e164: str = ""
+    callee_e164: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """One callee leg to try."""
+
     uri: str
+    trunk: str = ""
+    """The outbound trunk it goes to (empty: not a trunk)."""
+    channels: int | None = None
+    """Calls the trunk takes at once; None: no limit (or an emergency call, which ignores it)."""
+    trusted: bool = False
+    """Inside our trust domain (RFC 3325): it gets P-Asserted-Identity."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarding:
+    """Where a call to an account goes when its contacts do not take it (dial strings,
+    routed again as if the account dialled them; empty: no forward)."""
+
+    account: str
+    busy: str = ""
+    no_answer: str = ""
+    no_answer_after: float = 20.0
+    unreachable: str = ""
+    """Used when every contact failed without answering busy (408, 480, 5xx, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    targets: tuple[Target, ...]
+    """In the order to try them: the next one after a 5xx, 408 or attempt timeout;
+    all at once when `fork`."""
+    numbers: Numbers = Numbers()
+    emergency: bool = False
+    fork: bool = False
+    """Ring every target in parallel (an account's registered contacts)."""
+    forwarding: Forwarding | None = None
+    hops: int = 0
+    """Forwards taken to get here."""
+    caller_id: CallerId | None = None
+    """What callee legs present as the caller (None: the caller's From as it came)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
     status: int
     reason: str
+    numbers: Numbers = Numbers()
 
 
-RouteDecision = Target | Refusal
+RouteDecision = Routed | Refusal
 
 
 class Router(Protocol):
     def route(self, request: CallRequest) -> RouteDecision: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PrefixRoute:
-    """Numbers starting with `prefix` go to `sip:{number}@{host}:{port}`."""
-
-    prefix: str
-    host: str
-    port: int
-    transport: str = "udp"
-
-
-@dataclass(frozen=True, slots=True)
-class StaticRoutes:
-    """A config-like table: the longest matching prefix wins; no match is `unknown`."""
-
-    routes: tuple[PrefixRoute, ...]
-    unknown: Refusal = Refusal(404, "Not Found")
-
-
-class StaticRouter:
-    """Longest-prefix match over `StaticRoutes`."""
-
-    def __init__(self, table: StaticRoutes) -> None:
-        self.table = table
-        self._by_length = sorted(table.routes, key=lambda r: len(r.prefix), reverse=True)
-
-    def route(self, request: CallRequest) -> RouteDecision:
-        number = request.dialed
-        if not number:
-            return self.table.unknown
-        for route in self._by_length:
-            if number.startswith(route.prefix):
-                host = f"[{route.host}]" if ":" in route.host else route.host
-                params = "" if route.transport == "udp" else f";transport={route.transport}"
-                return Target(f"sip:{number}@{host}:{route.port}{params}")
-        return self.table.unknown
 
 
 def dialed_number(request_uri: str) -> str:

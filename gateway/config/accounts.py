@@ -8,10 +8,56 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config.base import Section, check_port
+from gateway.config.base import Section, check_port, check_region
 from gateway.config.secrets import SecretRef
 
 _USERNAME = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}")
+
+
+def _sip_user(value: str | None, problem: str) -> str | None:
+    """A dial string that can be the user part of a SIP URI as it is."""
+    if value is not None and not _USERNAME.fullmatch(value):
+        raise ValueError(problem)
+    return value
+
+
+class ForwardConfig(Section):
+    """Call forwarding of one account. Targets are numbers or account names, routed
+    as if the account had dialled them; unset ones use `[calls.forward]`."""
+
+    always: str | None = None
+    """Every call goes here at once; the account's phones do not ring."""
+    busy: str | None = None
+    """When the account's phones answer busy (486, 600)."""
+    no_answer: str | None = None
+    """When nobody answers within `no_answer_after` seconds."""
+    no_answer_after: float | None = Field(default=None, gt=0, le=3600)
+    """Seconds of ringing before `no_answer` takes the call."""
+    unreachable: str | None = None
+    """When no phone is registered, or none can be reached (408, 480, 5xx)."""
+
+    _targets = field_validator("always", "busy", "no_answer", "unreachable")(
+        lambda value: _sip_user(value, "a forward target is a number or an account name")
+    )
+
+
+class CallerIdConfig(Section):
+    """What callees see of this account's calls (From, and P-Asserted-Identity towards
+    trusted trunks)."""
+
+    name: str | None = None
+    """Display name; unset: the one the phone sends."""
+    number: str | None = None
+    """Number presented for the account; unset: the phone's From user, in E.164 when
+    it is a number."""
+    private: bool = False
+    """Withhold the caller ID on every call (anonymous From, RFC 3323); trusted trunks
+    still get it in P-Asserted-Identity with `Privacy: id`. A phone can ask for this per
+    call with its own Privacy header."""
+
+    _number = field_validator("number")(
+        lambda value: _sip_user(value, "a number is SIP user characters, e.g. +4930123456")
+    )
 
 
 class AccountConfig(Section):
@@ -25,6 +71,18 @@ class AccountConfig(Section):
     Unset: the account has no SIP credentials (e.g. SMS only)."""
     max_contacts: int | None = Field(default=None, ge=1, le=100)
     """Contacts this account may register; unset uses [sip.registrar] max_contacts."""
+    region: str | None = None
+    """Region (ISO 3166 alpha-2) for numbers this account dials or presents without a
+    country code; unset uses [calls] default_region."""
+    forward: ForwardConfig = ForwardConfig()
+    """Call forwarding: `forward = { busy = "+4930123456", no_answer = "bob" }`."""
+    caller_id: CallerIdConfig = CallerIdConfig()
+    """Caller ID presentation: `caller_id = { name = "Sales", number = "+4930123456" }`."""
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        return None if value is None else check_region(value)
 
     @field_validator("name")
     @classmethod
@@ -64,11 +122,17 @@ class TrunkConfig(Section):
     region: str = "US"
     """Default region (ISO 3166 alpha-2) for numbers from this trunk without a country
     code, for E.164 normalisation."""
+    trusted: bool = False
+    """The trunk is in our trust domain (RFC 3325): calls to it carry the caller's
+    P-Asserted-Identity (also for callers who withhold their ID), and a
+    P-Asserted-Identity on calls from it is believed. Only for carriers and PBXs
+    under contract; everyone else gets From only."""
     options_interval: float = Field(default=30.0, ge=0)
     """Seconds between OPTIONS health checks of `host`; a trunk that stops answering
     leaves routing until it answers again. 0 disables the checks."""
 
     _port = field_validator("port")(check_port)
+    _region = field_validator("region")(check_region)
 
     @field_validator("allow")
     @classmethod

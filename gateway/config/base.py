@@ -10,6 +10,8 @@ import ipaddress
 
 from pydantic import BaseModel, ConfigDict
 
+from gateway.calls.numbers import is_region
+
 
 class Section(BaseModel):
     """A configuration section: frozen, strict about unknown keys, documented."""
@@ -34,4 +36,10 @@ def check_host(value: str) -> str:
         ipaddress.ip_address(value)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from exc
+    return value
+
+
+def check_region(value: str) -> str:
+    if not is_region(value):
+        raise ValueError(f"{value!r} is not a region code (ISO 3166 alpha-2, e.g. US, DE, GB)")
     return value

@@ -151,6 +151,19 @@ class CallgateConfig(Section):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"{kind} names must be unique: {', '.join(duplicates)}")
+        outbound = {trunk.name for trunk in self.trunks if trunk.host is not None}
+        routed = [
+            (f"[[calls.routes]] prefix {r.prefix!r}", [t.trunk for t in r.trunks])
+            for r in self.calls.routes
+        ]
+        routed.append(("[calls.emergency]", list(self.calls.emergency.trunks)))
+        for where, names in routed:
+            unknown = [name for name in names if name not in outbound]
+            if unknown:
+                raise ValueError(
+                    f"{where} names unknown trunk {', '.join(unknown)}; "
+                    "define it in [[trunks]] with a `host`"
+                )
         smscs = {smsc.name for smsc in self.smpp.smsc}
         for route in self.sms.routes:
             unknown = [name for name in route.smsc if name not in smscs]

@@ -195,6 +195,13 @@ def _identity(uri: str) -> str:
     return uri
 
 
+def _user_of(aor: str) -> str:
+    """`alice` of `sip:alice@example.net` (AORs are canonical, see `SipUri.aor`)."""
+    scheme_end = aor.find(":") + 1
+    at = aor.rfind("@")
+    return aor[scheme_end:at] if at >= scheme_end else ""
+
+
 def _by_preference(binding: Binding) -> tuple[float, float]:
     return (-binding.q, -binding.expires_at)
 
@@ -223,6 +230,8 @@ class Registrar:
         self.overflow = overflow
         self._uri_key = uri_key
         self._aors: dict[str, dict[BindingKey, Binding]] = {}
+        self._aors_of_user: dict[str, set[str]] = {}
+        """AORs by user part, so calls to an account find its contacts in any domain."""
         self._expiry_heap: list[tuple[float, str, BindingKey]] = []
         self._count = 0
 
@@ -395,6 +404,9 @@ class Registrar:
         if held:
             self._aors[aor] = held
             self._count += len(held)
+            self._aors_of_user.setdefault(_user_of(aor), set()).add(aor)
+        elif previous:
+            self._forget_aor(aor)
         for binding in updated:
             heapq.heappush(self._expiry_heap, (binding.expires_at, aor, self._binding_key(binding)))
         self._maybe_compact_heap()
@@ -419,6 +431,21 @@ class Registrar:
         """Live bindings of ``aor``, most preferred (highest q, then freshest) first."""
         return sorted(self._live(aor, now).values(), key=_by_preference)
 
+    def lookup_user(self, user: str, now: float) -> list[Binding]:
+        """Live bindings of every AOR with this user part (an account, in any domain)."""
+        found = [
+            b for aor in self._aors_of_user.get(user, ()) for b in self._live(aor, now).values()
+        ]
+        return sorted(found, key=_by_preference)
+
+    def _forget_aor(self, aor: str) -> None:
+        user = _user_of(aor)
+        aors = self._aors_of_user.get(user)
+        if aors is not None:
+            aors.discard(aor)
+            if not aors:
+                del self._aors_of_user[user]
+
     def sweep(self, now: float) -> list[Binding]:
         """Remove and return every binding expired at ``now``."""
         expired: list[Binding] = []
@@ -435,6 +462,7 @@ class Registrar:
             self._count -= 1
             if not bindings:
                 del self._aors[aor]
+                self._forget_aor(aor)
             expired.append(binding)
         return expired
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.calls.control import CallControl
+from gateway.calls.dialplan import DialPlan, PrefixRoute, RouteChoice, TrunkTarget
 from gateway.calls.registry import CallSettings
-from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
+from gateway.calls.routing import Router
 from media.engine import EngineInfo, EngineSettings, PjsipEngine
 from tests.support.ports import free_udp_port
 from tests.support.sipp import SCENARIOS, sipp_binary
@@ -44,12 +45,28 @@ class Gateway:
         return f"127.0.0.1:{self.info.sip_port}"
 
 
+def loopback_plan(*routes: tuple[str, tuple[int, ...]]) -> DialPlan:
+    """Routes (prefix, callee ports in order of priority); each port is a trunk `t<port>`."""
+    ports = {port for _, route_ports in routes for port in route_ports}
+    trunks = {f"t{port}": TrunkTarget(f"t{port}", "127.0.0.1", port) for port in ports}
+    return DialPlan(
+        [
+            PrefixRoute(
+                prefix,
+                tuple(RouteChoice(f"t{port}", priority) for priority, port in enumerate(ps)),
+            )
+            for prefix, ps in routes
+        ],
+        trunks,
+    )
+
+
 @asynccontextmanager
 async def running_gateway(
-    routes: tuple[PrefixRoute, ...], settings: CallSettings | None = None
+    router: Router, settings: CallSettings | None = None
 ) -> AsyncIterator[Gateway]:
     engine = PjsipEngine(engine_settings(), asyncio.get_running_loop())
-    control = CallControl(engine, StaticRouter(StaticRoutes(routes)), settings)
+    control = CallControl(engine, router, settings)
     info = await engine.start()
     try:
         yield Gateway(engine, info, control)

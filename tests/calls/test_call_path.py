@@ -15,17 +15,16 @@ from typing import Any
 import pytest
 
 from gateway.calls.registry import CallRecord, CallSettings, CallState, Cause, Disposition
-from gateway.calls.routing import PrefixRoute
 from media.engine import PjsipEngine
 from media.events import Party
 from tests.calls.media import CallerMedia
-from tests.calls.peers import Gateway, free_udp_port, running_gateway, start_sipp
+from tests.calls.peers import Gateway, free_udp_port, loopback_plan, running_gateway, start_sipp
 
 pytestmark = [pytest.mark.interop, pytest.mark.engine]
 
 
-def _route(port: int, prefix: str = "1") -> PrefixRoute:
-    return PrefixRoute(prefix, "127.0.0.1", port)
+def _route(port: int, prefix: str = "1") -> tuple[str, tuple[int, ...]]:
+    return prefix, (port,)
 
 
 async def _call(
@@ -82,7 +81,7 @@ async def test_basic_call_bridges_rtp_both_ways(tmp_path: Path) -> None:
     port = free_udp_port()
     media = await CallerMedia.open()
     try:
-        async with running_gateway((_route(port),)) as gw:
+        async with running_gateway(loopback_plan(_route(port))) as gw:
             record = await _call(
                 gw,
                 tmp_path,
@@ -110,7 +109,7 @@ async def test_basic_call_bridges_rtp_both_ways(tmp_path: Path) -> None:
 
 async def test_callee_hangs_up(tmp_path: Path) -> None:
     port = free_udp_port()
-    async with running_gateway((_route(port),)) as gw:
+    async with running_gateway(loopback_plan(_route(port))) as gw:
         record = await _call(
             gw,
             tmp_path,
@@ -126,7 +125,7 @@ async def test_callee_hangs_up(tmp_path: Path) -> None:
 
 async def test_caller_cancel_cancels_callee(tmp_path: Path) -> None:
     port = free_udp_port()
-    async with running_gateway((_route(port),)) as gw:
+    async with running_gateway(loopback_plan(_route(port))) as gw:
         record = await _call(gw, tmp_path, "call_uac_cancel.xml", "call_uas_ring.xml", port)
     assert record.disposition is Disposition.CANCELLED
     assert record.cause is Cause.CALLER_CANCEL
@@ -136,7 +135,7 @@ async def test_caller_cancel_cancels_callee(tmp_path: Path) -> None:
 
 async def test_callee_busy_gives_caller_486_without_ringing(tmp_path: Path) -> None:
     port = free_udp_port()
-    async with running_gateway((_route(port),)) as gw:
+    async with running_gateway(loopback_plan(_route(port))) as gw:
         record = await _call(gw, tmp_path, "call_uac_busy.xml", "call_uas_busy.xml", port)
     assert record.disposition is Disposition.BUSY
     assert record.cause is Cause.CALLEE_BUSY
@@ -147,7 +146,7 @@ async def test_callee_busy_gives_caller_486_without_ringing(tmp_path: Path) -> N
 async def test_no_answer_timeout_releases_both_legs(tmp_path: Path) -> None:
     port = free_udp_port()
     settings = CallSettings(no_answer_timeout=0.5)
-    async with running_gateway((_route(port),), settings) as gw:
+    async with running_gateway(loopback_plan(_route(port)), settings) as gw:
         record = await _call(gw, tmp_path, "call_uac_no_answer.xml", "call_uas_ring.xml", port)
     assert record.disposition is Disposition.NO_ANSWER
     assert record.cause is Cause.NO_ANSWER
@@ -158,7 +157,7 @@ async def test_no_answer_timeout_releases_both_legs(tmp_path: Path) -> None:
 
 
 async def test_unknown_number_gets_404(tmp_path: Path) -> None:
-    async with running_gateway((_route(free_udp_port(), prefix="1"),)) as gw:
+    async with running_gateway(loopback_plan(_route(free_udp_port(), prefix="1"))) as gw:
         record = await _call(gw, tmp_path, "call_uac_unknown.xml", None, 0, dialed="999")
     assert record.disposition is Disposition.REJECTED
     assert record.cause is Cause.ROUTE_REFUSED
@@ -171,7 +170,7 @@ async def test_fault_in_one_call_ends_that_call_only(tmp_path: Path) -> None:
     port = free_udp_port()
     with_fault_port = free_udp_port()  # nobody listens: the faulty call never gets further
     routes = (_route(port, "1"), _route(with_fault_port, "666"))
-    async with running_gateway(routes) as gw:
+    async with running_gateway(loopback_plan(*routes)) as gw:
         await gw.engine.run(_inject_fault_for(gw.engine, "666"))
         callee = await start_sipp(
             "callee", "call_uas_answer.xml", tmp_path, port=port, args=("-m", "1")

@@ -18,13 +18,18 @@ def trunk_to(callee_port: int, calls: str) -> str:
 name = "test-trunk"
 allow = ["127.0.0.0/8"]
 
+[[trunks]]
+name = "callee"
+host = "127.0.0.1"
+port = {callee_port}
+
 [calls]
 {calls}
 
 [[calls.routes]]
 prefix = "1"
-host = "127.0.0.1"
-port = {callee_port}
+trunks = ["callee"]
+transit = true
 """
 
 

@@ -16,11 +16,13 @@ from gateway.calls.cdr import (
     duration,
     last_seen,
 )
+from gateway.calls.dialplan import DialPlan, PrefixRoute, RouteChoice, TrunkTarget
 from gateway.calls.registry import CallRegistry
-from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
 from media.events import CallAnswered, CalleeFailed, CalleeRinging, CallEnded, CallOffered, Party
 
-ROUTER = StaticRouter(StaticRoutes((PrefixRoute("1", "10.0.0.1", 5060),)))
+ROUTER = DialPlan(
+    [PrefixRoute("1", (RouteChoice("t"),), transit=True)], {"t": TrunkTarget("t", "10.0.0.1")}
+)
 
 
 def offer(reg: CallRegistry, call: int = 7, at: float = 1000.0, number: str = "1555") -> None:

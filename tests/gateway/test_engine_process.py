@@ -10,19 +10,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.calls.test_call_through_edge import trunk_to
 from tests.support.daemon import DaemonProcess, write_config
 from tests.support.sipp import run_sipp
 
-_TRUNK = """
-[[trunks]]
-name = "test-trunk"
-allow = ["127.0.0.0/8"]
-
-[[calls.routes]]
-prefix = "1"
-host = "127.0.0.1"
-port = 9
-"""
+_TRUNK = trunk_to(9, "")  # the callee is never reached: the engine is dead by then
 
 
 def _readyz(daemon: DaemonProcess) -> tuple[int, dict[str, object]]:

@@ -1,0 +1,166 @@
+"""Calls to accounts on the wire: SIPp phones register (digest) and receive calls; forwarding.
+
+caller (SIPp, loopback = a trunk) -> daemon (edge + engine) -> the account's
+registered SIPp contact, or its forward target when that one is busy or
+does not answer. Each SIPp scenario fails on any unexpected message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway.sip.directory import format_ha1
+from tests.calls.peers import SippRun, start_sipp
+from tests.support.daemon import DaemonProcess, write_config
+from tests.support.ports import free_udp_port
+
+pytestmark = [pytest.mark.interop, pytest.mark.engine]
+
+REALM = "callgate"
+PASSWORDS = {"bob": "bob-secret", "carol": "carol-secret"}
+
+
+def accounts_config(directory: Path) -> str:
+    tables = []
+    for name, password in PASSWORDS.items():
+        ha1 = directory / f"{name}.ha1"
+        ha1.write_text(format_ha1(name, REALM, password), encoding="utf-8")
+        tables.append(f'[[accounts]]\nname = "{name}"\nha1 = {{ file = "{ha1}" }}\n')
+    return f"""
+[sip.auth]
+realm = "{REALM}"
+algorithms = ["MD5"]
+
+[[trunks]]
+name = "caller"
+allow = ["127.0.0.0/8"]
+
+[calls]
+no_answer_timeout = 20.0
+
+[calls.forward]
+busy = "carol"
+no_answer = "carol"
+no_answer_after = 1.5
+
+{"".join(tables)}
+"""
+
+
+@dataclass
+class Node:
+    daemon: DaemonProcess
+    workdir: Path
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.daemon.sip_port('udp')}"
+
+    async def register(self, account: str, port: int) -> None:
+        users = self.workdir / f"users-{account}-{port}.csv"
+        users.write_text(f"SEQUENTIAL\n{account};{PASSWORDS[account]};3600\n", encoding="utf-8")
+        run = await start_sipp(
+            f"register-{account}-{port}",
+            "register.xml",
+            self.workdir,
+            remote=self.target,
+            port=port,
+            args=("-m", "1", "-inf", str(users)),
+        )
+        await run.finish()
+
+    async def call(self, dialed: str) -> None:
+        caller = await start_sipp(
+            "caller",
+            "call_uac_hangup.xml",
+            self.workdir,
+            remote=self.target,
+            args=("-s", dialed, "-m", "1", "-set", "rtp_port", str(free_udp_port())),
+        )
+        await caller.finish(timeout=60)
+
+    async def finished(self) -> dict[str, object]:
+        return await asyncio.to_thread(self.daemon.wait_event, "call_finished", 20)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    data_dir = tmp_path / "data"
+    config = write_config(tmp_path / "c.toml", data_dir, extra=accounts_config(tmp_path))
+    daemon = DaemonProcess(config, data_dir)
+    try:
+        daemon.wait_event("ready", timeout=30)
+        yield Node(daemon, tmp_path)
+    finally:
+        daemon.stop()
+
+
+async def _phones(node: Node, *scenarios: tuple[str, int, str]) -> list[SippRun]:
+    """Register each (account, port) and leave a SIPp UAS with `scenario` on its port."""
+    phones = []
+    for account, port, scenario in scenarios:
+        await node.register(account, port)
+        phones.append(
+            await start_sipp(
+                f"phone-{account}-{port}", scenario, node.workdir, port=port, args=("-m", "1")
+            )
+        )
+    return phones
+
+
+async def _expect(phones: list[SippRun]) -> None:
+    try:
+        for phone in phones:
+            await phone.finish(timeout=60)
+    finally:
+        for phone in phones:
+            phone.kill()
+
+
+async def test_registered_phone_receives_a_call_to_its_account(node: Node) -> None:
+    phones = await _phones(node, ("bob", free_udp_port(), "call_uas_answer.xml"))
+    await node.call("bob")
+    await _expect(phones)
+    record = await node.finished()
+    assert record["disposition"] == "answered"
+
+
+async def test_unregistered_account_without_forward_target_gets_480(node: Node) -> None:
+    caller = await start_sipp(
+        "caller",
+        "call_uac_refused.xml",
+        node.workdir,
+        remote=node.target,
+        args=("-s", "carol", "-m", "1", "-set", "rtp_port", str(free_udp_port())),
+    )
+    await caller.finish()
+    record = await node.finished()
+    assert (record["disposition"], record["caller_status"]) == ("rejected", 480)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # bob's phone is busy: the call is forwarded to carol.
+        (("bob", "call_uas_busy.xml"), ("carol", "call_uas_answer.xml")),
+        # bob's phone rings past no_answer_after, gets CANCEL; carol takes the call.
+        (("bob", "call_uas_ring.xml"), ("carol", "call_uas_answer.xml")),
+        # bob has two phones: both ring, the second answers, the first gets CANCEL.
+        (("bob", "call_uas_ring.xml"), ("bob", "call_uas_answer.xml")),
+    ],
+    ids=["forward-on-busy", "forward-on-no-answer", "fork-first-answer-wins"],
+)
+async def test_a_call_to_bob_is_answered_by_the_right_phone(
+    node: Node, first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    phones = await _phones(
+        node, (first[0], free_udp_port(), first[1]), (second[0], free_udp_port(), second[1])
+    )
+    await node.call("bob")
+    await _expect(phones)
+    assert (await node.finished())["disposition"] == "answered"
