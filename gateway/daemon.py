@@ -32,6 +32,7 @@ from gateway.sms_api import SmsApi
 from gateway.store.bindings import BindingStore, BindingWriter
 from gateway.store.database import Store, StoreError
 from media.engine import EngineError, EngineSettings, PjsipEngine
+from media.session_timer import SessionTimer
 from smpp.server import SmppServer
 from smpp.service import SmsService
 
@@ -53,6 +54,7 @@ def engine_settings(config: CallgateConfig) -> EngineSettings:
         rtp_port_range=m.rtp_port_range,
         codecs=m.codecs,
         log_level=m.log_level,
+        session_timer=SessionTimer(m.session_timer, m.session_expires, m.session_min_se),
     )
 
 

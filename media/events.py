@@ -64,6 +64,8 @@ class CalleeFailed:
     at: float
     status: int
     reason: str
+    q850: int | None = None
+    """Q.850 cause from the callee's Reason header (RFC 3326), if it sent one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,8 @@ class CallEnded:
     reason: str
     caller_codec: str
     callee_codec: str
+    q850: int | None = None
+    """Q.850 cause of the release (a peer's Reason header or call control's), if known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,8 @@ class ReleaseCall:
     call: int
     status: int
     reason: str
+    q850: int | None = None
+    """Q.850 cause sent to the legs in a Reason header (RFC 3326); None: no header."""
 
 
 CallCommand = PlaceCallee | ReleaseCall

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gateway.calls.q850 import NO_ANSWER, NORMAL_CLEARING, q850_for_sip
 from gateway.calls.routing import CallRequest, Refusal, Router, dialed_number
 from media.events import (
     CallAnswered,
@@ -107,9 +108,9 @@ class CallerAnswer:
     cause: Cause
 
 
-# Callee final status -> what the caller gets. A small SIP->SIP table for now;
-# Q.850 Reason headers come later. Statuses the caller cannot act on (auth
-# challenges for our own leg, server errors behind us) become 502/503.
+# Callee final status -> what the caller gets (its Q.850 cause: gateway/calls/q850.py).
+# Statuses the caller cannot act on (auth challenges for our own leg, server
+# errors behind us) become 502/503.
 CALLEE_FAILURES: dict[int, CallerAnswer] = {
     404: CallerAnswer(404, "Not Found", Disposition.FAILED, Cause.CALLEE_UNAVAILABLE),
     408: CallerAnswer(408, "Request Timeout", Disposition.NO_ANSWER, Cause.CALLEE_UNAVAILABLE),
@@ -255,7 +256,8 @@ class CallRegistry:
         if isinstance(decision, Refusal):
             self._move(record, CallInput.REFUSED)
             self._settle(record, Disposition.REJECTED, Cause.ROUTE_REFUSED, decision.status)
-            return [ReleaseCall(event.call, decision.status, decision.reason)]
+            record.q850_cause = q850_for_sip(decision.status)
+            return [ReleaseCall(event.call, decision.status, decision.reason, record.q850_cause)]
         self._move(record, CallInput.ROUTED)
         record.target = decision.uri
         record.deadline = now + self.settings.no_answer_timeout
@@ -269,7 +271,9 @@ class CallRegistry:
         record.callee_status = event.status
         record.deadline = None
         self._settle(record, answer.disposition, answer.cause, answer.status)
-        return [ReleaseCall(record.call, answer.status, answer.reason)]
+        # The callee's own Reason wins over the RFC 3398 mapping of its status.
+        record.q850_cause = event.q850 if event.q850 is not None else q850_for_sip(event.status)
+        return [ReleaseCall(record.call, answer.status, answer.reason, record.q850_cause)]
 
     def _ended(self, record: CallRecord, event: CallEnded) -> None:
         if not self._move(record, CallInput.ENDED):
@@ -278,6 +282,10 @@ class CallRegistry:
         record.ended_by = event.ended_by
         record.caller_codec = event.caller_codec
         record.callee_codec = event.callee_codec
+        if record.q850_cause is None:
+            record.q850_cause = event.q850
+            if event.q850 is None and record.answered_at is not None:
+                record.q850_cause = NORMAL_CLEARING
         if record.disposition is None:  # nobody decided the outcome before: the parties did
             if record.answered_at is not None:
                 cause = Cause.CALLER_HANGUP
@@ -327,7 +335,10 @@ class CallRegistry:
             record.deadline = None
             if self._move(record, CallInput.NO_ANSWER):
                 self._settle(record, Disposition.NO_ANSWER, Cause.NO_ANSWER, s.no_answer_status)
-                commands.append(ReleaseCall(call, s.no_answer_status, s.no_answer_reason))
+                record.q850_cause = NO_ANSWER
+                commands.append(
+                    ReleaseCall(call, s.no_answer_status, s.no_answer_reason, NO_ANSWER)
+                )
         return commands
 
     # --- helpers -----------------------------------------------------------------

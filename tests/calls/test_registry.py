@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -108,7 +109,7 @@ def test_answered_call_lifecycle() -> None:
 
 def test_unknown_number_is_released_with_404_and_no_callee() -> None:
     reg = CallRegistry(ROUTER)
-    assert reg.handle(offered(number="999"), now=0.0) == [ReleaseCall(1, 404, "Not Found")]
+    assert reg.handle(offered(number="999"), now=0.0) == [ReleaseCall(1, 404, "Not Found", 1)]
     assert reg.next_deadline() is None
     reg.handle(ended(by=Party.GATEWAY, status=404), now=0.1)
     (record,) = reg.finished
@@ -123,13 +124,13 @@ def test_callee_busy_maps_to_486_for_the_caller() -> None:
     reg = CallRegistry(ROUTER)
     reg.handle(offered(), now=0.0)
     assert reg.handle(CalleeFailed(1, 100.1, 486, "Busy Here"), now=0.1) == [
-        ReleaseCall(1, 486, "Busy Here")
+        ReleaseCall(1, 486, "Busy Here", 17)
     ]
     assert reg.next_deadline() is None
     reg.handle(ended(by=Party.GATEWAY, status=486), now=0.2)
     (record,) = reg.finished
     assert (record.disposition, record.cause) == (Disposition.BUSY, Cause.CALLEE_BUSY)
-    assert (record.caller_status, record.callee_status) == (486, 486)
+    assert (record.caller_status, record.callee_status, record.q850_cause) == (486, 486, 17)
 
 
 def test_failure_table() -> None:
@@ -147,7 +148,7 @@ def test_no_answer_timer_fires_at_its_deadline_only() -> None:
     reg.handle(CalleeRinging(1, 101.0, 180), now=6.0)
     assert reg.next_deadline() == 35.0
     assert reg.expire(34.999) == []
-    assert reg.expire(35.0) == [ReleaseCall(1, 480, "Temporarily Unavailable")]
+    assert reg.expire(35.0) == [ReleaseCall(1, 480, "Temporarily Unavailable", 19)]
     assert reg.next_deadline() is None
     assert reg.live[1].state is CallState.RELEASING
     # The callee's 487 after our CANCEL and the caller's end must not change the outcome.
@@ -270,9 +271,29 @@ async def test_control_adapter_routes_and_arms_the_no_answer_timer() -> None:
     assert control.active_calls() == 1
     # Nothing else happens: the adapter's timer releases the call.
     assert await asyncio.wait_for(engine.commands.get(), 2) == ReleaseCall(
-        1, 480, "Temporarily Unavailable"
+        1, 480, "Temporarily Unavailable", 19
     )
     engine.handler([ended(by=Party.GATEWAY, status=480)])
     await asyncio.wait_for(control.wait_idle(), 1)
     assert [r.cause for r in finished] == [Cause.NO_ANSWER]
     control.close()
+
+
+def test_callee_reason_wins_over_the_status_mapping() -> None:
+    reg = CallRegistry(ROUTER)
+    reg.handle(offered(), now=0.0)
+    # 480 alone would be cause 18 (RFC 3398); the callee said 20, subscriber absent.
+    assert reg.handle(CalleeFailed(1, 100.1, 480, "Unavailable", q850=20), now=0.1) == [
+        ReleaseCall(1, 480, "Temporarily Unavailable", 20)
+    ]
+    reg.handle(ended(by=Party.GATEWAY, status=480), now=0.2)
+    assert reg.finished[0].q850_cause == 20
+
+
+@pytest.mark.parametrize(("q850", "expected"), [(None, 16), (31, 31)])
+def test_answered_call_keeps_the_release_cause(q850: int | None, expected: int) -> None:
+    reg = CallRegistry(ROUTER)
+    reg.handle(offered(), now=0.0)
+    reg.handle(CallAnswered(1, 101.0), now=1.0)
+    reg.handle(CallEnded(1, 102.0, Party.CALLEE, 200, "", "PCMU", "PCMA", q850), now=2.0)
+    assert reg.finished[0].q850_cause == expected
