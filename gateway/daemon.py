@@ -34,6 +34,7 @@ from gateway.store.cdrs import CdrStore, CdrWriter
 from gateway.store.database import Store, StoreError
 from media.engine import EngineError, EngineSettings
 from media.engine_process import EngineProcess
+from media.session_timer import SessionTimer
 from smpp.server import SmppServer
 from smpp.service import SmsService
 
@@ -55,6 +56,7 @@ def engine_settings(config: CallgateConfig) -> EngineSettings:
         rtp_port_range=m.rtp_port_range,
         codecs=m.codecs,
         log_level=m.log_level,
+        session_timer=SessionTimer(m.session_timer, m.session_expires, m.session_min_se),
     )
 
 

@@ -5,8 +5,11 @@ it from its loop); nothing here is thread-safe and nothing needs to be.
 
 What the engine decides on its own (signalling mechanics, no round trip):
 relaying 180/183 to the caller once the callee rings, answering the caller
-when the callee answers, connecting both audio ports once both have media,
-tearing the other leg down when one side hangs up or cancels. What it asks
+when the callee answers, connecting both audio ports once both have media
+(early media included; the bridge transcodes), tearing the other leg down
+when one side hangs up or cancels, passing a peer's Q.850 Reason to the
+other leg, relaying DTMF, reflecting hold/resume re-INVITEs, declining
+REFER. What it asks
 call control for (events out, commands in): where the callee leg goes, and
 what the caller hears when the callee leg fails or a timer expires.
 
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.calls.q850 import RECOVERY_ON_TIMER_EXPIRY, reason_in_message, reason_value
 from gateway.logs import get_logger
 from media.events import (
     CallAnswered,
@@ -40,6 +44,8 @@ from media.events import (
     PlaceCallee,
     ReleaseCall,
 )
+from media.hold import hold_requested
+from media.session_timer import EXPIRED_STATUS, SessionTimer, apply_session_timer
 
 _log = get_logger("engine.b2bua")
 
@@ -54,6 +60,10 @@ _ORIGIN = re.compile(
 _RINGING = (180, 183)
 _NO_CALL_CONTROL = (503, "No call control")
 _INTERNAL_ERROR = (500, "Internal error")
+# pjsua answers an accepted REFER by dialling its Refer-To itself: a target that
+# routing, limits and records never saw (and a Call pjsua2 creates on its own,
+# which crashed libDestroy). Until transfers are routed by call control, decline.
+TRANSFER_DECLINED = 603
 
 
 @dataclass(slots=True, eq=False)
@@ -68,6 +78,8 @@ class Bridge:
     caller_codec: str = ""
     callee_codec: str = ""
     relayed: set[int] = field(default_factory=set)
+    held_by: set[Party] = field(default_factory=set)
+    """Legs whose peer put the call on hold (reflected to the other leg until resumed)."""
     placed: bool = False
     callee_leg: int = 0
     """`PlaceCallee.leg` of the current callee leg, echoed in its events."""
@@ -84,6 +96,8 @@ class Bridge:
     ended_by: Party | None = None
     end_status: int = 0
     end_reason: str = ""
+    q850: int | None = None
+    """Release cause: the first Reason a leg's peer sent, or call control's."""
 
 
 class B2bua:
@@ -98,6 +112,7 @@ class B2bua:
         contact_port: int,
         rtp_port_start: int,
         rtp_port_range: int,
+        session_timer: SessionTimer,
         emit: Callable[[CallEvent], None],
         has_call_control: Callable[[], bool],
     ) -> None:
@@ -111,7 +126,7 @@ class B2bua:
         cfg = pj.AccountConfig()
         cfg.idUri = f"sip:engine@{contact_host}:{contact_port}"
         cfg.sipConfig.transportId = transport_id
-        cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
+        apply_session_timer(pj, cfg.callConfig, session_timer)
         cfg.mediaConfig.transportConfig.port = rtp_port_start
         cfg.mediaConfig.transportConfig.portRange = rtp_port_range
         cfg.mediaConfig.transportConfig.boundAddress = contact_host
@@ -128,6 +143,8 @@ class B2bua:
             if isinstance(command, PlaceCallee):
                 self._place_callee(bridge, command)
             elif isinstance(command, ReleaseCall):
+                if bridge.q850 is None:
+                    bridge.q850 = command.q850
                 self._release(bridge, command.status, command.reason, Party.GATEWAY)
         except Exception as exc:  # noqa: BLE001 - pj.Error: this call only
             self.fault(bridge, exc)
@@ -257,7 +274,7 @@ class B2bua:
             bridge.ended_by, bridge.end_status, bridge.end_reason = by, status, reason
         self._release_callee(bridge)
         if not bridge.caller_gone:
-            prm = self._pj.CallOpParam()
+            prm = self._with_reason(self._pj.CallOpParam(), bridge.q850)
             if not bridge.answered:
                 prm.statusCode = status
                 prm.reason = reason
@@ -269,7 +286,7 @@ class B2bua:
             return
         bridge.callee_released = True
         try:
-            bridge.callee.hangup(self._pj.CallOpParam())
+            bridge.callee.hangup(self._with_reason(self._pj.CallOpParam(), bridge.q850))
         except Exception as exc:  # noqa: BLE001 - already ending: nothing else to do
             _log.debug("callee_hangup_failed", call=bridge.call, error=_reason(exc))
 
@@ -325,6 +342,8 @@ class B2bua:
             bridge.ended_by = Party.CALLER
             bridge.end_status = int(info.lastStatusCode)
             bridge.end_reason = str(info.lastReason)
+            if self._note_expiry(bridge, bridge.end_status):
+                bridge.ended_by = Party.GATEWAY
         self._release_callee(bridge)
         self._emit(
             CallEnded(
@@ -335,6 +354,7 @@ class B2bua:
                 bridge.end_reason,
                 bridge.caller_codec,
                 bridge.callee_codec,
+                bridge.q850,
             )
         )
 
@@ -367,14 +387,25 @@ class B2bua:
             status, reason = int(info.lastStatusCode), str(info.lastReason)
             if bridge.ended_by is None and not bridge.caller_gone:
                 if bridge.answered:
-                    self._release(bridge, status, reason, Party.CALLEE)
+                    by = Party.GATEWAY if self._note_expiry(bridge, status) else Party.CALLEE
+                    self._release(bridge, status, reason, by)
                 else:
                     # Call control decides: the next target (failover) or what the caller hears.
                     self._emit(
-                        CalleeFailed(bridge.call, time.time(), status, reason, bridge.callee_leg)
+                        CalleeFailed(
+                            bridge.call,
+                            time.time(),
+                            status,
+                            reason,
+                            leg=bridge.callee_leg,
+                            q850=bridge.q850,
+                        )
                     )
 
     def caller_media(self, bridge: Bridge) -> None:
+        if bridge.connected:
+            self.media_update(bridge, Party.CALLER)
+            return
         bridge.caller_media = bridge.caller.getAudioMedia(-1)
         if not bridge.caller_codec:
             bridge.caller_codec = _codec(bridge.caller)
@@ -383,6 +414,9 @@ class B2bua:
     def callee_media(self, bridge: Bridge, callee: Any) -> None:
         if callee is not bridge.callee:
             return  # a parallel leg: connected if and when it answers first
+        if bridge.connected:
+            self.media_update(bridge, Party.CALLEE)
+            return
         bridge.callee_media = callee.getAudioMedia(-1)
         if not bridge.callee_codec:
             bridge.callee_codec = _codec(callee)
@@ -395,6 +429,104 @@ class B2bua:
         a.startTransmit(b)
         b.startTransmit(a)
         bridge.connected = True
+
+    def media_update(self, bridge: Bridge, party: Party) -> None:
+        """A re-INVITE changed one leg's media once the bridge was up: bridge its port again.
+
+        Measured: after a hold re-INVITE the leg's conference port comes back
+        rebuilt, often in the same slot, without its connections; connecting
+        twice is harmless. (`CallInfo.media` reads garbage through this
+        build's bindings, so nothing here relies on it.)
+        """
+        leg = bridge.caller if party is Party.CALLER else bridge.callee
+        if leg is None:
+            return
+        try:
+            media = leg.getAudioMedia(-1)
+        except Exception:  # noqa: BLE001 - no audio port right now (e.g. inactive): nothing to do
+            return
+        if party is Party.CALLER:
+            bridge.caller_media, other = media, bridge.callee_media
+        else:
+            bridge.callee_media, other = media, bridge.caller_media
+        if other is not None:
+            media.startTransmit(other)
+            other.startTransmit(media)
+
+    def offer_received(self, bridge: Bridge, party: Party, sdp: str) -> None:
+        """A re-INVITE/UPDATE offer on one leg: reflect hold and resume to the other leg.
+
+        Our own reflected hold is an offer we send, never one we receive, so
+        it does not come back; a session-timer refresh is a sendrecv offer and
+        changes nothing unless that side was holding.
+        """
+        held = hold_requested(sdp)
+        if held == (party in bridge.held_by):
+            return
+        if held:
+            bridge.held_by.add(party)
+        else:
+            bridge.held_by.discard(party)
+        other = bridge.callee if party is Party.CALLER else bridge.caller
+        if other is None or not bridge.answered:
+            return
+        pj = self._pj
+        prm = pj.CallOpParam(True)
+        try:
+            if held:
+                other.setHold(prm)
+            else:
+                prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+                other.reinvite(prm)
+        except Exception as exc:  # noqa: BLE001 - e.g. a re-INVITE already pending: keep the call
+            _log.warning("hold_relay_failed", call=bridge.call, held=held, error=_reason(exc))
+
+    def note_reason(self, bridge: Bridge, prm: Any) -> None:
+        """Keep the Q.850 cause of a Reason header in the message that changed a leg's state.
+
+        Read before the state is handled, so the cause travels with the
+        release to the other leg (BYE, CANCEL or final response) and out.
+        """
+        if bridge.q850 is not None:
+            return
+        pj = self._pj
+        event = prm.e
+        if event.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        tsx_state = event.body.tsxState
+        if tsx_state.type == pj.PJSIP_EVENT_RX_MSG:
+            bridge.q850 = reason_in_message(tsx_state.src.rdata.wholeMsg)
+
+    @staticmethod
+    def _note_expiry(bridge: Bridge, status: int) -> bool:
+        """An answered leg that ends with 408 was ended by its session timer, i.e. by us."""
+        if not bridge.answered or status != EXPIRED_STATUS:
+            return False
+        if bridge.q850 is None:
+            bridge.q850 = RECOVERY_ON_TIMER_EXPIRY
+        return True
+
+    def _with_reason(self, prm: Any, q850: int | None) -> Any:
+        if q850 is not None:
+            header = self._pj.SipHeader()
+            header.hName = "Reason"
+            header.hValue = reason_value(q850)
+            prm.txOption.headers.append(header)
+        return prm
+
+    def transfer_requested(self, bridge: Bridge, party: Party, target: str) -> None:
+        """A REFER from either peer: declined (see TRANSFER_DECLINED), logged for the operator."""
+        _log.info("transfer_declined", call=bridge.call, by=party.value, target=target)
+
+    def relay_dtmf(self, bridge: Bridge, source: Party, digit: str) -> None:
+        """A digit from one leg (RFC 4733 or SIP INFO) goes to the other as RFC 4733."""
+        target = bridge.callee if source is Party.CALLER else bridge.caller
+        if target is None or not bridge.connected:
+            return  # no media path yet: a digit now would be lost on the other side too
+        prm = self._pj.CallSendDtmfParam()
+        prm.digits = digit
+        prm.method = self._pj.PJSUA_DTMF_METHOD_RFC2833
+        target.sendDtmf(prm)
 
     def fault(self, bridge: Bridge, exc: BaseException) -> None:
         """An unexpected error in one call: log it and end that call, nothing else."""
@@ -484,7 +616,7 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any]:
     `bridge` is None once the call was reaped (see `reap`).
     """
 
-    class CallerLeg(pj.Call):  # type: ignore[misc]
+    class CallerLeg(_in_call(b2bua, Party.CALLER), pj.Call):  # type: ignore[misc]
         def __init__(self, account: Any, call_id: int, bridge: Bridge) -> None:
             super().__init__(account, call_id)
             self.bridge = bridge
@@ -493,6 +625,7 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any]:
             if self.bridge is None:  # already reaped
                 return
             try:
+                b2bua.note_reason(self.bridge, prm)
                 b2bua.caller_state(self.bridge)
             except Exception as exc:  # noqa: BLE001 - this call only
                 b2bua.fault(self.bridge, exc)
@@ -505,7 +638,7 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any]:
             except Exception as exc:  # noqa: BLE001 - this call only
                 b2bua.fault(self.bridge, exc)
 
-    class CalleeLeg(pj.Call):  # type: ignore[misc]
+    class CalleeLeg(_in_call(b2bua, Party.CALLEE), pj.Call):  # type: ignore[misc]
         def __init__(self, account: Any, bridge: Bridge) -> None:
             super().__init__(account)
             self.bridge = bridge
@@ -515,6 +648,7 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any]:
             if self.bridge is None:  # already reaped
                 return
             try:
+                b2bua.note_reason(self.bridge, prm)
                 b2bua.callee_state(self.bridge, self)
             except Exception as exc:  # noqa: BLE001 - this call only
                 b2bua.fault(self.bridge, exc)
@@ -535,6 +669,38 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any]:
                 _log.error("incoming_call_fault", error=_reason(exc))
 
     return CallerLeg, CalleeLeg, EngineAccount
+
+
+def _in_call(b2bua: B2bua, party: Party) -> type:
+    """Callbacks of an answered leg, the same on both sides but for which side it is.
+
+    A mixin before `pj.Call`: the SWIG director finds these by attribute lookup.
+    """
+
+    class InCallCallbacks:
+        bridge: Bridge | None
+
+        def onDtmfDigit(self, prm: Any) -> None:
+            _guarded(b2bua, self.bridge, b2bua.relay_dtmf, party, str(prm.digit))
+
+        def onCallRxOffer(self, prm: Any) -> None:
+            _guarded(b2bua, self.bridge, b2bua.offer_received, party, prm.offer.wholeSdp)
+
+        def onCallTransferRequest(self, prm: Any) -> None:
+            prm.statusCode = TRANSFER_DECLINED  # first: nothing below may leave pjsua's 202
+            _guarded(b2bua, self.bridge, b2bua.transfer_requested, party, str(prm.dstUri))
+
+    return InCallCallbacks
+
+
+def _guarded(b2bua: B2bua, bridge: Bridge | None, action: Callable[..., None], *args: Any) -> None:
+    """Run a leg callback's work; an exception ends that call only (None: already reaped)."""
+    if bridge is None:
+        return
+    try:
+        action(bridge, *args)
+    except Exception as exc:  # noqa: BLE001 - this call only
+        b2bua.fault(bridge, exc)
 
 
 def _codec(call: Any) -> str:

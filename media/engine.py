@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from gateway.logs import get_logger
 from media.b2bua import B2bua
 from media.events import CallCommand, CallEvent, EngineStopped
+from media.session_timer import SessionTimer
 
 _log = get_logger("engine")
 T = TypeVar("T")
@@ -36,6 +37,9 @@ T = TypeVar("T")
 # How long one libHandleEvents() call may block; bounds command latency.
 _POLL_MSEC = 2
 _IOQUEUE_LOG = re.compile(r"(\w+) I/O Queue created")
+
+
+_DEFAULT_SESSION_TIMER = SessionTimer()
 
 
 class EngineError(Exception):
@@ -56,6 +60,7 @@ class EngineSettings:
     log_level: int
     probe: bool = False
     """Boot with PJSIP logging at level 4 to learn the ioqueue backend (tests, `engine-info`)."""
+    session_timer: SessionTimer = _DEFAULT_SESSION_TIMER
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,7 @@ class PjsipEngine:
             contact_port=int(port),
             rtp_port_start=s.rtp_port_start,
             rtp_port_range=s.rtp_port_range,
+            session_timer=s.session_timer,
             emit=self._events.append,
             has_call_control=lambda: self._call_handler is not None,
         )

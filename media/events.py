@@ -76,6 +76,8 @@ class CalleeFailed:
     reason: str
     leg: int = 0
     """The callee leg (`PlaceCallee.leg`) that failed."""
+    q850: int | None = None
+    """Q.850 cause from the callee's Reason header (RFC 3326), if it sent one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,8 @@ class CallEnded:
     reason: str
     caller_codec: str
     callee_codec: str
+    q850: int | None = None
+    """Q.850 cause of the release (a peer's Reason header or call control's), if known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,8 @@ class ReleaseCall:
     call: int
     status: int
     reason: str
+    q850: int | None = None
+    """Q.850 cause sent to the legs in a Reason header (RFC 3326); None: no header."""
 
 
 CallCommand = PlaceCallee | ReleaseCall

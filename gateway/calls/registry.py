@@ -39,6 +39,7 @@ from enum import StrEnum
 from typing import cast
 
 from gateway.calls.callerid import CallerId, Headers
+from gateway.calls.q850 import NO_ANSWER, NORMAL_CLEARING, q850_for_sip
 from gateway.calls.routing import (
     CallRequest,
     Forwarding,
@@ -140,9 +141,9 @@ class CallerAnswer:
     cause: Cause
 
 
-# Callee final status -> what the caller gets. A small SIP->SIP table for now;
-# Q.850 Reason headers come later. Statuses the caller cannot act on (auth
-# challenges for our own leg, server errors behind us) become 502/503.
+# Callee final status -> what the caller gets (its Q.850 cause: gateway/calls/q850.py).
+# Statuses the caller cannot act on (auth challenges for our own leg, server
+# errors behind us) become 502/503.
 CALLEE_FAILURES: dict[int, CallerAnswer] = {
     404: CallerAnswer(404, "Not Found", Disposition.FAILED, Cause.CALLEE_UNAVAILABLE),
     408: CallerAnswer(408, "Request Timeout", Disposition.NO_ANSWER, Cause.CALLEE_UNAVAILABLE),
@@ -406,7 +407,8 @@ class CallRegistry:
     def _refuse(self, record: CallRecord, refusal: Refusal) -> list[CallCommand]:
         self._move(record, CallInput.REFUSED)
         self._settle(record, Disposition.REJECTED, Cause.ROUTE_REFUSED, refusal.status)
-        return [ReleaseCall(record.call, refusal.status, refusal.reason)]
+        record.q850_cause = q850_for_sip(refusal.status)
+        return [ReleaseCall(record.call, refusal.status, refusal.reason, record.q850_cause)]
 
     def _place_next(self, record: CallRecord, now: float) -> PlaceCallee | None:
         """The leg to the first pending target with a free channel (None: none left)."""
@@ -476,7 +478,10 @@ class CallRegistry:
         answer = caller_answer_for(status)
         record.deadline = record.attempt_deadline = record.forward_deadline = None
         self._settle(record, answer.disposition, answer.cause, answer.status)
-        return [ReleaseCall(record.call, answer.status, answer.reason)]
+        # The callee's own Reason wins over the RFC 3398 mapping of its status.
+        own = event.q850 if status == event.status else None
+        record.q850_cause = own if own is not None else q850_for_sip(status)
+        return [ReleaseCall(record.call, answer.status, answer.reason, record.q850_cause)]
 
     def _forward(self, record: CallRecord, target: str, now: float) -> list[CallCommand]:
         """Re-route the call to an account's forward `target` (no commands: not possible)."""
@@ -504,6 +509,10 @@ class CallRegistry:
         record.ended_by = event.ended_by
         record.caller_codec = event.caller_codec
         record.callee_codec = event.callee_codec
+        if record.q850_cause is None:
+            record.q850_cause = event.q850
+            if event.q850 is None and record.answered_at is not None:
+                record.q850_cause = NORMAL_CLEARING
         if record.disposition is None:  # nobody decided the outcome before: the parties did
             if record.answered_at is not None:
                 cause = Cause.CALLER_HANGUP
@@ -564,7 +573,10 @@ class CallRegistry:
             record.deadline = record.attempt_deadline = record.forward_deadline = None
             if self._move(record, CallInput.NO_ANSWER):
                 self._settle(record, Disposition.NO_ANSWER, Cause.NO_ANSWER, s.no_answer_status)
-                commands.append(ReleaseCall(call, s.no_answer_status, s.no_answer_reason))
+                record.q850_cause = NO_ANSWER
+                commands.append(
+                    ReleaseCall(call, s.no_answer_status, s.no_answer_reason, NO_ANSWER)
+                )
         return commands
 
     # --- helpers -----------------------------------------------------------------

@@ -18,6 +18,7 @@ from gateway.config.calls import CallsConfig
 from gateway.config.cdr import CdrConfig
 from gateway.config.secrets import SecretRef
 from gateway.config.sip import SipConfig
+from media.session_timer import RFC4028_MIN_SE, SessionTimerUse
 from smpp.config import SmppConfig, SmsConfig
 
 
@@ -61,6 +62,15 @@ class MediaConfig(Section):
     """Codec preference order (PJSIP codec ids); codecs not listed are disabled."""
     log_level: int = Field(default=1, ge=0, le=6)
     """PJSIP's own log verbosity (0 = none, 6 = everything)."""
+    session_timer: SessionTimerUse = "optional"
+    """RFC 4028 session timers on every leg: `off`; `optional` (used when the peer
+    supports them); `required` (peers without them are refused with 420); `always`
+    (used even when the peer does not say it supports them). A leg whose peer stops
+    refreshing is ended (BYE) and the call with it, so dead calls do not pile up."""
+    session_expires: int = Field(default=1800, ge=RFC4028_MIN_SE, le=86400)
+    """Session interval in seconds we ask for (Session-Expires)."""
+    session_min_se: int = Field(default=RFC4028_MIN_SE, ge=RFC4028_MIN_SE, le=86400)
+    """Shortest session interval in seconds we accept (Min-SE; RFC 4028 floor: 90)."""
 
     _host = field_validator("engine_host")(check_host)
     _port = field_validator("engine_port")(check_port)
@@ -69,6 +79,8 @@ class MediaConfig(Section):
     def _rtp_range_fits(self) -> MediaConfig:
         if self.rtp_port_start + self.rtp_port_range > 65536:
             raise ValueError("rtp_port_start + rtp_port_range must not exceed 65536")
+        if self.session_min_se > self.session_expires:
+            raise ValueError("session_min_se must not exceed session_expires")
         return self
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from gateway.calls.control import CallControl
 from gateway.calls.dialplan import DialPlan, PrefixRoute, RouteChoice, TrunkTarget
-from gateway.calls.registry import CallSettings
+from gateway.calls.registry import CallRecord, CallSettings, CallState
 from gateway.calls.routing import Router
 from media.engine import EngineInfo, EngineSettings, PjsipEngine
+from tests.support.pjua_client import PjuaResult, pjua_answer, run_pjua
 from tests.support.ports import free_udp_port
 from tests.support.sipp import SCENARIOS, sipp_binary
 
@@ -73,6 +74,14 @@ async def running_gateway(
     finally:
         control.close()
         await engine.stop()
+
+
+def caller_args(
+    dialed: str, rtp_port: int, *, pause_ms: int | None = None, extra: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """SIPp caller options: one call to `dialed`, SDP offering RTP at `rtp_port`, `-d` pause."""
+    pause = ("-d", str(pause_ms)) if pause_ms is not None else ()
+    return ("-s", dialed, "-m", "1", *pause, "-set", "rtp_port", str(rtp_port), *extra)
 
 
 @dataclass
@@ -142,3 +151,69 @@ async def start_sipp(
         cwd=run_dir,
     )
     return SippRun(process, run_dir, label)
+
+
+async def sipp_call(
+    gw: Gateway,
+    tmp_path: Path,
+    caller_scenario: str,
+    callee_scenario: str | None,
+    callee_port: int,
+    *,
+    dialed: str = "1234",
+    caller_args: tuple[str, ...] = (),
+    callee_args: tuple[str, ...] = (),
+    rtp_port: int | None = None,
+) -> CallRecord:
+    """One SIPp caller -> engine -> SIPp callee call; the finished record, checked for basics."""
+    callee = None
+    if callee_scenario is not None:
+        callee = await start_sipp(
+            "callee", callee_scenario, tmp_path, port=callee_port, args=("-m", "1", *callee_args)
+        )
+    try:
+        caller = await start_sipp(
+            "caller",
+            caller_scenario,
+            tmp_path,
+            remote=gw.target,
+            args=(
+                "-s",
+                dialed,
+                "-m",
+                "1",
+                "-set",
+                "rtp_port",
+                str(rtp_port or free_udp_port()),
+                *caller_args,
+            ),
+        )
+        await caller.finish()
+        if callee is not None:
+            await callee.finish()
+    finally:
+        if callee is not None:
+            callee.kill()
+    records = await asyncio.wait_for(gw.control.wait_finished(1), 5)
+    await asyncio.wait_for(gw.control.wait_idle(), 5)
+    assert gw.control.active_calls() == 0
+    (record,) = records
+    assert record.state is CallState.ENDED
+    assert record.dialed == dialed
+    assert record.ended_at is not None and record.ended_at >= record.setup_at
+    return record
+
+
+async def pjua_call(
+    callee_opts: list[str], caller_opts: list[str]
+) -> tuple[PjuaResult, PjuaResult, CallRecord]:
+    """One call pjua -> engine -> pjua; returns (caller, callee, record)."""
+    with pjua_answer(["--ring-ms", "100", *callee_opts], timeout=30) as callee:
+        async with running_gateway(loopback_plan(("1", (callee.port,)))) as gw:
+            caller = await asyncio.to_thread(
+                run_pjua, ["call", "--target", f"sip:1234@{gw.target}", *caller_opts], 30
+            )
+            (record,) = await asyncio.wait_for(gw.control.wait_finished(1), 5)
+            await asyncio.wait_for(gw.control.wait_idle(), 5)
+            far = await asyncio.to_thread(callee.wait, 20)
+    return caller, far, record

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from gateway.calls.registry import CallRecord, CallSettings, CallState, Cause, Disposition
+from gateway.calls.registry import CallSettings, Cause, Disposition
 from media.engine import PjsipEngine
 from media.events import Party
 from tests.calls.media import CallerMedia
-from tests.calls.peers import Gateway, free_udp_port, loopback_plan, running_gateway, start_sipp
+from tests.calls.peers import free_udp_port, loopback_plan, running_gateway, sipp_call, start_sipp
 
 pytestmark = [pytest.mark.interop, pytest.mark.engine]
 
@@ -27,62 +27,12 @@ def _route(port: int, prefix: str = "1") -> tuple[str, tuple[int, ...]]:
     return prefix, (port,)
 
 
-async def _call(
-    gw: Gateway,
-    tmp_path: Path,
-    caller_scenario: str,
-    callee_scenario: str | None,
-    callee_port: int,
-    *,
-    dialed: str = "1234",
-    caller_args: tuple[str, ...] = (),
-    callee_args: tuple[str, ...] = (),
-    rtp_port: int | None = None,
-) -> CallRecord:
-    callee = None
-    if callee_scenario is not None:
-        callee = await start_sipp(
-            "callee", callee_scenario, tmp_path, port=callee_port, args=("-m", "1", *callee_args)
-        )
-    try:
-        caller = await start_sipp(
-            "caller",
-            caller_scenario,
-            tmp_path,
-            remote=gw.target,
-            args=(
-                "-s",
-                dialed,
-                "-m",
-                "1",
-                "-set",
-                "rtp_port",
-                str(rtp_port or free_udp_port()),
-                *caller_args,
-            ),
-        )
-        await caller.finish()
-        if callee is not None:
-            await callee.finish()
-    finally:
-        if callee is not None:
-            callee.kill()
-    records = await asyncio.wait_for(gw.control.wait_finished(1), 5)
-    await asyncio.wait_for(gw.control.wait_idle(), 5)
-    assert gw.control.active_calls() == 0
-    (record,) = records
-    assert record.state is CallState.ENDED
-    assert record.dialed == dialed
-    assert record.ended_at is not None and record.ended_at >= record.setup_at
-    return record
-
-
 async def test_basic_call_bridges_rtp_both_ways(tmp_path: Path) -> None:
     port = free_udp_port()
     media = await CallerMedia.open()
     try:
         async with running_gateway(loopback_plan(_route(port))) as gw:
-            record = await _call(
+            record = await sipp_call(
                 gw,
                 tmp_path,
                 "call_uac_hangup.xml",
@@ -110,7 +60,7 @@ async def test_basic_call_bridges_rtp_both_ways(tmp_path: Path) -> None:
 async def test_callee_hangs_up(tmp_path: Path) -> None:
     port = free_udp_port()
     async with running_gateway(loopback_plan(_route(port))) as gw:
-        record = await _call(
+        record = await sipp_call(
             gw,
             tmp_path,
             "call_uac_remote_bye.xml",
@@ -126,7 +76,7 @@ async def test_callee_hangs_up(tmp_path: Path) -> None:
 async def test_caller_cancel_cancels_callee(tmp_path: Path) -> None:
     port = free_udp_port()
     async with running_gateway(loopback_plan(_route(port))) as gw:
-        record = await _call(gw, tmp_path, "call_uac_cancel.xml", "call_uas_ring.xml", port)
+        record = await sipp_call(gw, tmp_path, "call_uac_cancel.xml", "call_uas_ring.xml", port)
     assert record.disposition is Disposition.CANCELLED
     assert record.cause is Cause.CALLER_CANCEL
     assert record.caller_status == 487
@@ -136,7 +86,7 @@ async def test_caller_cancel_cancels_callee(tmp_path: Path) -> None:
 async def test_callee_busy_gives_caller_486_without_ringing(tmp_path: Path) -> None:
     port = free_udp_port()
     async with running_gateway(loopback_plan(_route(port))) as gw:
-        record = await _call(gw, tmp_path, "call_uac_busy.xml", "call_uas_busy.xml", port)
+        record = await sipp_call(gw, tmp_path, "call_uac_busy.xml", "call_uas_busy.xml", port)
     assert record.disposition is Disposition.BUSY
     assert record.cause is Cause.CALLEE_BUSY
     assert (record.caller_status, record.callee_status) == (486, 486)
@@ -147,7 +97,7 @@ async def test_no_answer_timeout_releases_both_legs(tmp_path: Path) -> None:
     port = free_udp_port()
     settings = CallSettings(no_answer_timeout=0.5)
     async with running_gateway(loopback_plan(_route(port)), settings) as gw:
-        record = await _call(gw, tmp_path, "call_uac_no_answer.xml", "call_uas_ring.xml", port)
+        record = await sipp_call(gw, tmp_path, "call_uac_no_answer.xml", "call_uas_ring.xml", port)
     assert record.disposition is Disposition.NO_ANSWER
     assert record.cause is Cause.NO_ANSWER
     assert record.caller_status == 480
@@ -158,7 +108,7 @@ async def test_no_answer_timeout_releases_both_legs(tmp_path: Path) -> None:
 
 async def test_unknown_number_gets_404(tmp_path: Path) -> None:
     async with running_gateway(loopback_plan(_route(free_udp_port(), prefix="1"))) as gw:
-        record = await _call(gw, tmp_path, "call_uac_unknown.xml", None, 0, dialed="999")
+        record = await sipp_call(gw, tmp_path, "call_uac_unknown.xml", None, 0, dialed="999")
     assert record.disposition is Disposition.REJECTED
     assert record.cause is Cause.ROUTE_REFUSED
     assert record.caller_status == 404

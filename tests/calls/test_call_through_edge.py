@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from tests.calls.peers import free_udp_port, start_sipp
 from tests.support.daemon import DaemonProcess, write_config
+from tests.support.pjua_client import pjua_answer, run_pjua
 
 
 def trunk_to(callee_port: int, calls: str) -> str:
@@ -118,3 +120,40 @@ async def test_twice_the_call_limit_gets_503s_and_no_failed_admitted_call(
         if callee is not None:
             callee.kill()
         daemon.stop()
+
+
+async def test_in_call_signalling_through_edge(tmp_path: Path) -> None:
+    """pjsua2 caller -> edge -> engine -> pjsua2 callee: hold, resume and a BYE's Reason pass."""
+    with pjua_answer(["--ring-ms", "100", "--hold-s", "0"], timeout=40) as callee:
+        data_dir = tmp_path / "data"
+        config = write_config(
+            tmp_path / "c.toml", data_dir, extra=trunk_to(callee.port, "no_answer_timeout = 5.0")
+        )
+        daemon = DaemonProcess(config, data_dir)
+        try:
+            daemon.wait_event("ready", timeout=30)
+            caller = await asyncio.to_thread(
+                run_pjua,
+                [
+                    "call",
+                    "--target",
+                    f"sip:1234@127.0.0.1:{daemon.sip_port('udp')}",
+                    "--hold-at-s",
+                    "0.5",
+                    "--unhold-at-s",
+                    "1.5",
+                    "--hangup-after-s",
+                    "2.5",
+                    "--reason-cause",
+                    "31",
+                ],
+                30,
+            )
+            far = await asyncio.to_thread(callee.wait, 20)
+        finally:
+            daemon.stop()
+    assert caller.ok, caller.describe()
+    assert far.ok, far.describe()
+    assert [e["status"] for e in far.of("media_state")] == ["ACTIVE", "REMOTE_HOLD", "ACTIVE"]
+    reasons = [e["value"] for e in far.of("reason_header") if e["first_line"].startswith("BYE ")]
+    assert reasons == ['Q.850;cause=31;text="Normal, unspecified"'], far.describe()

@@ -6,11 +6,13 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.calls.control import CallControl
 from gateway.calls.dialplan import AccountRoute, DialPlan, PrefixRoute, RouteChoice, TrunkTarget
+from gateway.calls.q850 import NO_ANSWER, q850_for_sip
 from gateway.calls.registry import (
     CALLEE_FAILURES,
     TRANSITIONS,
@@ -90,7 +92,7 @@ def test_answered_call_lifecycle() -> None:
 
 def test_unknown_number_is_released_with_404_and_no_callee() -> None:
     reg = CallRegistry(ROUTER)
-    assert reg.handle(offered(number="999"), now=0.0) == [ReleaseCall(1, 404, "Not Found")]
+    assert reg.handle(offered(number="999"), now=0.0) == [ReleaseCall(1, 404, "Not Found", 1)]
     assert reg.next_deadline() is None
     reg.handle(ended(by=Party.GATEWAY, status=404), now=0.1)
     (record,) = reg.finished
@@ -105,13 +107,13 @@ def test_callee_busy_maps_to_486_for_the_caller() -> None:
     reg = CallRegistry(ROUTER)
     reg.handle(offered(), now=0.0)
     assert reg.handle(CalleeFailed(1, 100.1, 486, "Busy Here"), now=0.1) == [
-        ReleaseCall(1, 486, "Busy Here")
+        ReleaseCall(1, 486, "Busy Here", 17)
     ]
     assert reg.next_deadline() is None
     reg.handle(ended(by=Party.GATEWAY, status=486), now=0.2)
     (record,) = reg.finished
     assert (record.disposition, record.cause) == (Disposition.BUSY, Cause.CALLEE_BUSY)
-    assert (record.caller_status, record.callee_status) == (486, 486)
+    assert (record.caller_status, record.callee_status, record.q850_cause) == (486, 486, 17)
 
 
 def test_failure_table() -> None:
@@ -129,7 +131,7 @@ def test_no_answer_timer_fires_at_its_deadline_only() -> None:
     reg.handle(CalleeRinging(1, 101.0, 180), now=6.0)
     assert reg.next_deadline() == 35.0
     assert reg.expire(34.999) == []
-    assert reg.expire(35.0) == [ReleaseCall(1, 480, "Temporarily Unavailable")]
+    assert reg.expire(35.0) == [ReleaseCall(1, 480, "Temporarily Unavailable", 19)]
     assert reg.next_deadline() is None
     assert reg.live[1].state is CallState.RELEASING
     # The callee's 487 after our CANCEL and the caller's end must not change the outcome.
@@ -264,7 +266,7 @@ async def test_control_adapter_routes_and_arms_the_no_answer_timer() -> None:
     assert control.active_calls() == 1
     # Nothing else happens: the adapter's timer releases the call.
     assert await asyncio.wait_for(engine.commands.get(), 2) == ReleaseCall(
-        1, 480, "Temporarily Unavailable"
+        1, 480, "Temporarily Unavailable", 19
     )
     engine.handler([ended(by=Party.GATEWAY, status=480)])
     await asyncio.wait_for(control.wait_idle(), 1)
@@ -331,7 +333,7 @@ def test_5xx_and_408_fail_over_to_the_next_trunk_in_order() -> None:
     ]
     # The last trunk's failure is what the caller hears.
     assert reg.handle(CalleeFailed(1, 100.3, 500, "Oops", leg=2), now=0.3) == [
-        ReleaseCall(1, 502, "Bad Gateway")
+        ReleaseCall(1, 502, "Bad Gateway", q850_for_sip(500))
     ]
     reg.handle(ended(by=Party.GATEWAY, status=502), now=0.4)
     (record,) = reg.finished
@@ -345,7 +347,12 @@ def test_a_callees_answer_is_final_no_failover() -> None:
     reg.handle(offered(number="5551"), now=0.0)
     for status in (404, 486, 603):
         assert reg.handle(CalleeFailed(1, 100.1, status, ""), now=0.1) == [
-            ReleaseCall(1, caller_answer_for(status).status, caller_answer_for(status).reason)
+            ReleaseCall(
+                1,
+                caller_answer_for(status).status,
+                caller_answer_for(status).reason,
+                q850_for_sip(status),
+            )
         ]
         reg.handle(ended(by=Party.GATEWAY), now=0.2)
         reg.handle(offered(number="5551"), now=0.3)
@@ -374,7 +381,7 @@ def test_a_trunk_that_does_not_ring_in_time_is_replaced_but_the_last_is_not() ->
     reg.handle(CalleeRinging(1, 106.0, 180, leg=1), now=6.0)
     assert reg.next_deadline() == 60.0
     assert reg.expire(59.0) == []
-    assert reg.expire(60.0) == [ReleaseCall(1, 480, "Temporarily Unavailable")]
+    assert reg.expire(60.0) == [ReleaseCall(1, 480, "Temporarily Unavailable", NO_ANSWER)]
 
 
 def test_the_last_trunk_gets_no_attempt_timer() -> None:
@@ -396,7 +403,7 @@ def test_a_full_trunk_is_skipped_and_all_full_gets_503() -> None:
     full = CallRegistry(one_trunk, SETTINGS)
     full.handle(offered(1, number="5551"), now=0.0)
     assert full.handle(offered(2, number="5552"), now=0.0) == [
-        ReleaseCall(2, 503, "Service Unavailable")
+        ReleaseCall(2, 503, "Service Unavailable", q850_for_sip(503))
     ]
 
 
@@ -504,7 +511,9 @@ def test_an_account_rings_every_contact_and_waits_for_all_failures() -> None:
     assert reg.live[1].state is CallState.RINGING
     assert reg.handle(CalleeFailed(1, 100.2, 480, "", leg=1), now=0.2) == []  # leg 0 still rings
     assert reg.handle(CalleeFailed(1, 100.3, 486, "", leg=0), now=0.3) == [
-        ReleaseCall(1, 486, "Busy Here")  # busy says more than unavailable (§16.7)
+        ReleaseCall(
+            1, 486, "Busy Here", q850_for_sip(486)
+        )  # busy says more than unavailable (§16.7)
     ]
 
 
@@ -512,7 +521,9 @@ def test_a_6xx_from_one_contact_ends_the_search() -> None:
     reg = CallRegistry(account_plan(busy="carol"), SETTINGS)
     reg.handle(offered(number="bob"), now=0.0)
     assert reg.handle(CalleeFailed(1, 100.1, 603, "Decline", leg=0), now=0.1) == [
-        ReleaseCall(1, 603, "Decline")  # no forward on decline; the engine cancels leg 1
+        ReleaseCall(
+            1, 603, "Decline", q850_for_sip(603)
+        )  # no forward on decline; the engine cancels leg 1
     ]
 
 
@@ -545,7 +556,7 @@ def test_busy_forwards_to_the_target_one_hop_further() -> None:
         if any(isinstance(c, ReleaseCall) for c in commands) or 1 not in reg.live:
             break
         hops.append(reg.live[1].hops)
-    assert commands == [ReleaseCall(1, 486, "Busy Here")]
+    assert commands == [ReleaseCall(1, 486, "Busy Here", q850_for_sip(486))]
     assert max(hops) <= 3
 
 
@@ -578,5 +589,25 @@ def test_max_forwards_of_the_caller_limits_forwarding() -> None:
     reg.handle(offer, now=0.0)
     reg.handle(CalleeFailed(1, 100.1, 486, "", leg=0), now=0.1)
     assert reg.handle(CalleeFailed(1, 100.2, 486, "", leg=1), now=0.2) == [
-        ReleaseCall(1, 486, "Busy Here")
+        ReleaseCall(1, 486, "Busy Here", q850_for_sip(486))
     ]
+
+
+def test_callee_reason_wins_over_the_status_mapping() -> None:
+    reg = CallRegistry(ROUTER)
+    reg.handle(offered(), now=0.0)
+    # 480 alone would be cause 18 (RFC 3398); the callee said 20, subscriber absent.
+    assert reg.handle(CalleeFailed(1, 100.1, 480, "Unavailable", q850=20), now=0.1) == [
+        ReleaseCall(1, 480, "Temporarily Unavailable", 20)
+    ]
+    reg.handle(ended(by=Party.GATEWAY, status=480), now=0.2)
+    assert reg.finished[0].q850_cause == 20
+
+
+@pytest.mark.parametrize(("q850", "expected"), [(None, 16), (31, 31)])
+def test_answered_call_keeps_the_release_cause(q850: int | None, expected: int) -> None:
+    reg = CallRegistry(ROUTER)
+    reg.handle(offered(), now=0.0)
+    reg.handle(CallAnswered(1, 101.0), now=1.0)
+    reg.handle(CallEnded(1, 102.0, Party.CALLEE, 200, "", "PCMU", "PCMA", q850), now=2.0)
+    assert reg.finished[0].q850_cause == expected

@@ -222,3 +222,16 @@ def test_locator_never_raises_on_valid_toml(text: str) -> None:
     except tomllib.TOMLDecodeError:
         return
     key_lines(text)
+
+
+@pytest.mark.parametrize(
+    ("media", "needle"),
+    [
+        ("session_min_se = 60", "session_min_se: Input should be greater than or equal to 90"),
+        ("session_expires = 100\nsession_min_se = 120", "must not exceed session_expires"),
+        ('session_timer = "sometimes"', "media.session_timer"),
+    ],
+)
+def test_session_timer_settings_are_checked(media: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse_config(f"[media]\n{media}\n", "c.toml")

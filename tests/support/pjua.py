@@ -49,6 +49,7 @@ _MESSAGE_LOG = re.compile(
     re.DOTALL,
 )
 _AUTH_HEADERS = {
+    "reason": "reason_header",
     "authorization": "auth_header",
     "proxy-authorization": "auth_header",
     "www-authenticate": "challenge",
@@ -59,6 +60,12 @@ _STATE_NAMES = ("NULL", "CALLING", "INCOMING", "EARLY", "CONNECTING", "CONFIRMED
 _CALL_STATES = {getattr(pj, f"PJSIP_INV_STATE_{name}"): name for name in _STATE_NAMES}
 _MEDIA_STATUS_NAMES = ("NONE", "ACTIVE", "LOCAL_HOLD", "REMOTE_HOLD", "ERROR")
 _MEDIA_STATUSES = {getattr(pj, f"PJSUA_CALL_MEDIA_{name}"): name for name in _MEDIA_STATUS_NAMES}
+# Media statuses with an audio stream (on hold one direction is muted, the port exists).
+_STREAMING = (
+    pj.PJSUA_CALL_MEDIA_ACTIVE,
+    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD,
+    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD,
+)
 _TRANSPORT_TYPES = {
     "udp": pj.PJSIP_TRANSPORT_UDP,
     "tcp": pj.PJSIP_TRANSPORT_TCP,
@@ -189,6 +196,29 @@ class Timers:
             action()
 
 
+@dataclass(frozen=True)
+class CallPlan:
+    """What a call does besides ringing, answering and hanging up (tests of the B2BUA)."""
+
+    tone: bool = False
+    """Play a 1 kHz tone into the call and report how loud the received audio was."""
+    dtmf: str = ""
+    """RFC 4733 digits to send once the call is confirmed."""
+    dtmf_after_s: float = 0.5
+    reason_cause: int = 0
+    """Q.850 cause for a Reason header on our BYE/CANCEL or rejection (0: none)."""
+    hold_at_s: float = 0.0
+    """Put the call on hold (re-INVITE, sendonly) this long after CONFIRMED (0: never)."""
+    unhold_at_s: float = 0.0
+    """Resume it (re-INVITE, sendrecv) this long after CONFIRMED (0: never)."""
+
+
+_TONE_HZ = 1000
+_LEVEL_SAMPLE_S = 0.05
+# pjmedia signal level (0..255) above which a sample counts as audio, not silence/noise.
+_AUDIBLE_LEVEL = 10
+
+
 class Terminated(Exception):
     """SIGTERM/SIGINT arrived: shut down cleanly."""
 
@@ -207,6 +237,9 @@ class UserAgent:
         self._log_level = log_level
         self._terminated = False
         self.keep: list[Any] = []  # accounts, calls, media: pjsua2 holds raw pointers
+        self.plan = CallPlan()
+        self.tone: Any = None
+        """The ToneGenerator of the CallPlan; destroyed before the library (it owns a port)."""
 
     def start(
         self,
@@ -288,6 +321,7 @@ class UserAgent:
         while not self._terminated and time.monotonic() < settle_until:
             self.endpoint.libHandleEvents(_POLL_MSEC)
         self.sink.marker = {"shutdown": True}
+        self.tone = None
         flags = pj.PJSUA_DESTROY_NO_RX_MSG
         if not send_messages:
             flags |= pj.PJSUA_DESTROY_NO_TX_MSG
@@ -418,6 +452,93 @@ class CallProgress:
     last_code: int = 0
     last_reason: str = ""
     hangup_by_us: bool = False
+    audio: Any = None
+    audible_samples: int = 0
+    max_level: int = 0
+
+
+def _tone_into(agent: UserAgent, progress: CallProgress, audio: Any) -> None:
+    """Play the tone into the call's audio port (again: a re-INVITE may have rebuilt it)."""
+    first = progress.audio is None
+    progress.audio = audio
+    if agent.tone is None:
+        agent.tone = _tone_generator()
+    agent.tone.startTransmit(audio)
+    if first:
+        _sample_level(agent, progress)
+
+
+def _tone_generator() -> Any:
+    tone = pj.ToneDesc()
+    tone.freq1 = _TONE_HZ
+    tone.freq2 = 0
+    tone.on_msec = 30000
+    tone.off_msec = 20
+    tones = pj.ToneDescVector()
+    tones.append(tone)
+    generator = pj.ToneGenerator()
+    generator.createToneGenerator(8000, 1)
+    generator.play(tones, True)
+    return generator
+
+
+def _sample_level(agent: UserAgent, progress: CallProgress) -> None:
+    """Every few ms while the call lasts: how loud is what the far side sends us."""
+    if progress.disconnected or progress.audio is None:
+        return
+    # Measured: getRxLevel() reports our own tone here; getTxLevel() is what the network brought.
+    try:
+        level = int(progress.audio.getTxLevel())
+    except Exception:  # the port went away with a re-INVITE; its successor comes with media_state
+        level = 0
+    progress.max_level = max(progress.max_level, level)
+    if level > _AUDIBLE_LEVEL:
+        progress.audible_samples += 1
+    agent.timers.at(
+        time.monotonic() + _LEVEL_SAMPLE_S, "level", lambda: _sample_level(agent, progress)
+    )
+
+
+def _send_dtmf(call: Any, progress: CallProgress, digits: str, sink: EventSink) -> None:
+    if progress.disconnected:
+        return
+    prm = pj.CallSendDtmfParam()
+    prm.digits = digits
+    prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
+    try:
+        call.sendDtmf(prm)
+        sink.emit("dtmf_sent", digits=digits)
+    except Exception as exc:  # reported, the test decides
+        sink.emit("error", where="dtmf", reason=_pj_reason(exc))
+
+
+def _reinvite(call: Any, progress: CallProgress, sink: EventSink, hold: bool) -> None:
+    if progress.disconnected:
+        return
+    prm = _call_param()
+    try:
+        if hold:
+            call.setHold(prm)
+        else:
+            prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+            call.reinvite(prm)
+        sink.emit("reinvite_sent", hold=hold)
+    except Exception as exc:  # reported, the test decides
+        sink.emit("error", where="reinvite", reason=_pj_reason(exc))
+
+
+def _schedule_plan(agent: UserAgent, call: Any, progress: CallProgress) -> None:
+    """The plan's timed actions, counted from CONFIRMED."""
+    plan, now, sink = agent.plan, time.monotonic(), agent.sink
+    if plan.dtmf:
+        agent.timers.at(
+            now + plan.dtmf_after_s, "dtmf", lambda: _send_dtmf(call, progress, plan.dtmf, sink)
+        )
+    for at, hold in ((plan.hold_at_s, True), (plan.unhold_at_s, False)):
+        if at > 0:
+            agent.timers.at(
+                now + at, "reinvite", lambda hold=hold: _reinvite(call, progress, sink, hold)
+            )
 
 
 def _tracked_call(agent: UserAgent, account: Any, call_id: int, progress: CallProgress) -> Any:
@@ -434,6 +555,14 @@ def _tracked_call(agent: UserAgent, account: Any, call_id: int, progress: CallPr
             fields: dict[str, Any] = {}
             if progress.disconnected:
                 fields["ended_by"] = "local" if progress.hangup_by_us else "remote"
+                if agent.plan.tone:
+                    agent.sink.emit(
+                        "audio_rx",
+                        audible_samples=progress.audible_samples,
+                        max_level=progress.max_level,
+                    )
+            if state == "CONFIRMED":
+                _schedule_plan(agent, self, progress)
             agent.sink.emit(
                 "call_state",
                 state=state,
@@ -450,12 +579,22 @@ def _tracked_call(agent: UserAgent, account: Any, call_id: int, progress: CallPr
                 if media.type != pj.PJMEDIA_TYPE_AUDIO:
                     continue
                 status = _MEDIA_STATUSES.get(media.status, str(media.status))
-                if media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                    audio = self.getAudioMedia(index)
+                if media.status in _STREAMING:
+                    audio = self.getAudioMedia(index)  # a re-INVITE may bring a new port
                     agent.keep.append(audio)
                     audio.startTransmit(manager.getPlaybackDevMedia())
                     manager.getCaptureDevMedia().startTransmit(audio)
-                agent.sink.emit("media_state", index=index, status=status)
+                    if agent.plan.tone:
+                        _tone_into(agent, progress, audio)
+                agent.sink.emit(
+                    "media_state",
+                    index=index,
+                    status=status,
+                    audible_samples=progress.audible_samples,
+                )
+
+        def onDtmfDigit(self, prm: Any) -> None:
+            agent.sink.emit("dtmf_rx", digit=str(prm.digit), method=int(prm.method))
 
     return TrackedCall(account, call_id)
 
@@ -476,8 +615,17 @@ def _call_param(code: int = 0) -> Any:
     return prm
 
 
-def _hangup(call: Any, progress: CallProgress, sink: EventSink) -> None:
-    prm = _call_param()
+def _with_reason(prm: Any, cause: int) -> Any:
+    if cause:
+        header = pj.SipHeader()
+        header.hName = "Reason"
+        header.hValue = f"Q.850;cause={cause}"
+        prm.txOption.headers.append(header)
+    return prm
+
+
+def _hangup(call: Any, progress: CallProgress, sink: EventSink, reason_cause: int = 0) -> None:
+    prm = _with_reason(_call_param(), reason_cause)
     progress.hangup_by_us = True
     try:
         call.hangup(prm)
@@ -513,7 +661,7 @@ def run_call(agent: UserAgent, args: argparse.Namespace) -> tuple[int, str]:
     agent.timers.at(
         time.monotonic() + args.hangup_after_s,
         "hangup",
-        lambda: _hangup(call, progress, agent.sink),
+        lambda: _hangup(call, progress, agent.sink, agent.plan.reason_cause),
     )
     if not agent.pump_until(lambda: progress.disconnected):
         return EXIT_TIMEOUT, "the call did not end"
@@ -548,10 +696,14 @@ def _answering_account(agent: UserAgent, args: argparse.Namespace, progress: Cal
                 agent.timers.at(
                     time.monotonic() + args.ring_ms / 1000,
                     "answer",
-                    lambda: None if progress.disconnected else _answer(call, args.code, progress),
+                    lambda: (
+                        None
+                        if progress.disconnected
+                        else _answer(call, args.code, progress, agent.plan.reason_cause)
+                    ),
                 )
             else:
-                _answer(call, args.code, progress)
+                _answer(call, args.code, progress, agent.plan.reason_cause)
 
         def first_call(self) -> Any | None:
             return calls[0] if calls else None
@@ -559,10 +711,12 @@ def _answering_account(agent: UserAgent, args: argparse.Namespace, progress: Cal
     return AnsweringAccount()
 
 
-def _answer(call: Any, code: int, progress: CallProgress | None = None) -> None:
+def _answer(
+    call: Any, code: int, progress: CallProgress | None = None, reason_cause: int = 0
+) -> None:
     if progress is not None and code >= 300:
         progress.hangup_by_us = True  # rejecting is ending the call from our side
-    call.answer(_call_param(code))
+    call.answer(_with_reason(_call_param(code), reason_cause if code >= 300 else 0))
 
 
 def run_answer(agent: UserAgent, args: argparse.Namespace) -> tuple[int, str]:
@@ -586,7 +740,9 @@ def run_answer(agent: UserAgent, args: argparse.Namespace) -> tuple[int, str]:
         return EXIT_FAILED, f"the call ended before it was confirmed: {progress.last_code}"
     if args.hold_s > 0:
         agent.timers.at(
-            time.monotonic() + args.hold_s, "hangup", lambda: _hangup(call, progress, agent.sink)
+            time.monotonic() + args.hold_s,
+            "hangup",
+            lambda: _hangup(call, progress, agent.sink, agent.plan.reason_cause),
         )
     if not agent.pump_until(lambda: progress.disconnected):
         return EXIT_TIMEOUT, "the call did not end"
@@ -605,6 +761,16 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", type=int, default=3, help="PJSIP log level echoed to stderr")
     common.add_argument(
         "--codecs", default="PCMU/8000/1,PCMA/8000/1", help="codec ids to offer, in order"
+    )
+    common.add_argument(
+        "--tone", action="store_true", help="play a tone into the call, report received audio"
+    )
+    common.add_argument("--dtmf", default="", help="RFC 4733 digits to send once confirmed")
+    common.add_argument("--dtmf-after-s", type=float, default=0.5)
+    common.add_argument("--hold-at-s", type=float, default=0.0, help="hold, s after CONFIRMED")
+    common.add_argument("--unhold-at-s", type=float, default=0.0, help="resume, s after CONFIRMED")
+    common.add_argument(
+        "--reason-cause", type=int, default=0, help="Q.850 Reason on our BYE or rejection"
     )
     tls = argparse.ArgumentParser(add_help=False)
     group = tls.add_mutually_exclusive_group()
@@ -663,6 +829,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sink = EventSink(_claim_stdout())
     agent = UserAgent(sink, time.monotonic() + args.timeout, args.log_level)
+    agent.plan = CallPlan(
+        args.tone,
+        args.dtmf,
+        args.dtmf_after_s,
+        args.reason_cause,
+        args.hold_at_s,
+        args.unhold_at_s,
+    )
 
     def on_signal(signum: int, frame: Any) -> None:
         agent.terminate()
