@@ -16,6 +16,9 @@ from gateway.calls.control import CallControl
 from gateway.calls.overload import CallAdmission, OverloadLimits, OverloadPolicy
 from gateway.calls.registry import CallSettings
 from gateway.calls.routing import PrefixRoute, StaticRouter, StaticRoutes
+from gateway.calls.trunk_accounts import RegistrationReporter, edge_route, trunk_accounts
+from gateway.calls.trunk_health import TrunkHealth
+from gateway.calls.trunk_probe import TrunkProber
 from gateway.config.loader import ConfigError, load_config
 from gateway.config.models import CallgateConfig
 from gateway.config.secrets import SecretUnavailableError
@@ -68,7 +71,10 @@ _NO_ANSWER_REASONS = {
 
 
 def call_router(config: CallgateConfig) -> StaticRouter:
-    routes = tuple(PrefixRoute(r.prefix, r.host, r.port, r.transport) for r in config.calls.routes)
+    routes = tuple(
+        PrefixRoute(r.prefix, r.host, r.port, r.transport, r.trunk or "")
+        for r in config.calls.routes
+    )
     return StaticRouter(StaticRoutes(routes))
 
 
@@ -110,6 +116,7 @@ class Daemon:
         self.binding_writer: BindingWriter | None = None
         self.sms: SmsService | None = None
         self.calls: CallControl | None = None
+        self.trunk_prober: TrunkProber | None = None
         self.smpp_server: SmppServer | None = None
         self.smpp_port = 0
         self.loop_lag = 0.0
@@ -166,6 +173,7 @@ class Daemon:
                 disposition=str(record.disposition)
             ).inc(),
         )
+        self.engine.attach_registrations(RegistrationReporter(self.metrics))
         try:
             info = await self.engine.start()
         except EngineError as exc:
@@ -203,6 +211,12 @@ class Daemon:
                 f"cannot open SIP listener: {exc.strerror or exc}; "
                 "change [sip] listen or stop the program using that port"
             ) from None
+        try:
+            await self._route_engine_through_edge(cfg)
+        except (SecretUnavailableError, EngineError) as exc:
+            raise StartupError(f"cannot set up outbound trunks: {exc}; fix [[trunks]]") from None
+        self.trunk_prober = TrunkProber(self.edge, self.metrics)
+        self.trunk_prober.configure(cfg.trunks)
         if cfg.smpp.smsc:
             self.sms = SmsService(cfg.sms, cfg.smpp.smsc, self.store)
             await self.sms.start()
@@ -230,6 +244,16 @@ class Daemon:
                 f"{exc.strerror or exc}; change [http] port"
             ) from None
         self._write_runtime_file()
+
+    async def _route_engine_through_edge(self, cfg: CallgateConfig) -> None:
+        """B-legs and trunk registrations leave through the edge, with each trunk's account."""
+        assert self.engine is not None and self.edge is not None
+        await self.engine.route_through_edge(edge_route(self.edge), trunk_accounts(cfg.trunks))
+
+    @property
+    def trunk_health(self) -> TrunkHealth | None:
+        """Which trunks answer their OPTIONS probes: `is_up(name)` for routing."""
+        return self.trunk_prober.health if self.trunk_prober is not None else None
 
     def _bindings_changed(self, result: RegisterResult | None, expired: list[Binding]) -> None:
         assert self.binding_writer is not None and self.edge is not None
@@ -332,8 +356,16 @@ class Daemon:
                 keys=needs_restart,
                 hint="these settings keep their old values until a restart",
             )
+        trunks_changed = merged.trunks != self.config.trunks
         self.config = merged
         configure_logging(merged.logging)
+        if trunks_changed and self.engine is not None and self.edge is not None:
+            try:
+                await self._route_engine_through_edge(merged)
+            except (SecretUnavailableError, EngineError) as exc:
+                _log.error("trunk_accounts_not_updated", error=str(exc))
+        if self.trunk_prober is not None:
+            self.trunk_prober.configure(merged.trunks)
         if self.edge is not None:
             self.edge.reload(merged.sip, directory)
         self.metrics.config_reloads.labels(result="applied").inc()
@@ -361,10 +393,10 @@ class Daemon:
             _log.warning("sms_drain_timeout", hint="unsent messages stay queued for the next start")
 
     async def _shutdown(self) -> None:
+        if self.trunk_prober is not None:
+            self.trunk_prober.stop()
         if self.http is not None:
             await self.http.stop()
-        if self.edge is not None:
-            await self.edge.stop()
         if self.smpp_server is not None:
             await self.smpp_server.stop()
         if self.sms is not None:
@@ -373,6 +405,9 @@ class Daemon:
             self.calls.close()
         if self.engine is not None:
             await self.engine.stop()
+        if self.edge is not None:
+            # After the engine: its last BYEs (and un-REGISTERs) leave through the edge.
+            await self.edge.stop()
         if self.binding_writer is not None:
             try:
                 await self.binding_writer.close()

@@ -40,6 +40,7 @@ from media.events import (
     PlaceCallee,
     ReleaseCall,
 )
+from media.trunks import TrunkAccounts, UnknownTrunk
 
 _log = get_logger("engine.b2bua")
 
@@ -77,7 +78,10 @@ class Bridge:
 
 
 class B2bua:
-    """The engine's call half: one account, the live bridges, and the legs' callbacks."""
+    """The engine's call half: its own account, the live bridges, and the legs' callbacks.
+
+    Callee legs to a named trunk use that trunk's account (`trunks`, media/trunks.py).
+    """
 
     def __init__(
         self,
@@ -97,16 +101,23 @@ class B2bua:
         self.bridges: dict[int, Bridge] = {}
         self._graveyard: list[Any] = []  # disconnected legs, destroyed by reap()
         self._next_call = 1
-        self._caller_leg, self._callee_leg, account_class = _classes(pj, self)
-        cfg = pj.AccountConfig()
-        cfg.idUri = f"sip:engine@{contact_host}:{contact_port}"
-        cfg.sipConfig.transportId = transport_id
-        cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
-        cfg.mediaConfig.transportConfig.port = rtp_port_start
-        cfg.mediaConfig.transportConfig.portRange = rtp_port_range
-        cfg.mediaConfig.transportConfig.boundAddress = contact_host
-        self.account = account_class()
-        self.account.create(cfg, True)
+        self._caller_leg, self._callee_leg, self.account_class = _classes(pj, self)
+
+        def base_config() -> Any:
+            cfg = pj.AccountConfig()
+            cfg.idUri = f"sip:engine@{contact_host}:{contact_port}"
+            cfg.sipConfig.transportId = transport_id
+            cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
+            cfg.mediaConfig.transportConfig.port = rtp_port_start
+            cfg.mediaConfig.transportConfig.portRange = rtp_port_range
+            cfg.mediaConfig.transportConfig.boundAddress = contact_host
+            return cfg
+
+        self.base_config = base_config
+        """A fresh AccountConfig with the engine's transport and media settings."""
+        self.account = self.account_class()
+        self.account.create(base_config(), True)
+        self.trunks: TrunkAccounts | None = None  # outbound trunks, once the edge is known
 
     # --- commands from call control ---------------------------------------------
 
@@ -131,7 +142,12 @@ class B2bua:
         prm.opt.audioCount = 1
         prm.opt.videoCount = 0
         prm.txOption.localUri = command.caller_uri
-        callee = self._callee_leg(self.account, bridge)
+        try:
+            account = self._callee_account(command.trunk)
+        except UnknownTrunk as exc:
+            self._emit(CalleeFailed(bridge.call, time.time(), exc.status, exc.reason))
+            return
+        callee = self._callee_leg(account, bridge)
         bridge.callee = callee
         bridge.callee_gone = False
         try:
@@ -139,6 +155,14 @@ class B2bua:
         except Exception as exc:  # noqa: BLE001 - e.g. an unusable target URI
             self._leg_gone(bridge, Party.CALLEE)
             self._emit(CalleeFailed(bridge.call, time.time(), 502, _reason(exc)))
+
+    def _callee_account(self, trunk: str) -> Any:
+        """The trunk's account (its credentials answer challenges); no trunk: the engine's."""
+        if not trunk:
+            return self.account
+        if self.trunks is None:
+            raise UnknownTrunk(trunk)
+        return self.trunks.account_for(trunk)
 
     def _release(self, bridge: Bridge, status: int, reason: str, by: Party) -> None:
         if bridge.ended_by is None:
@@ -346,6 +370,9 @@ class B2bua:
             leg.bridge = None
         self.bridges.clear()
         self._graveyard.clear()
+        if self.trunks is not None:
+            self.trunks.close()
+            self.trunks = None
         try:
             self.account.shutdown()
         except Exception as exc:  # noqa: BLE001 - shutting down anyway

@@ -258,9 +258,10 @@ class CallRegistry:
             return [ReleaseCall(event.call, decision.status, decision.reason)]
         self._move(record, CallInput.ROUTED)
         record.target = decision.uri
+        record.trunk = decision.trunk
         record.deadline = now + self.settings.no_answer_timeout
         heapq.heappush(self._timers, (record.deadline, event.call))
-        return [PlaceCallee(event.call, decision.uri, event.from_uri)]
+        return [PlaceCallee(event.call, decision.uri, event.from_uri, trunk=decision.trunk)]
 
     def _callee_failed(self, record: CallRecord, event: CalleeFailed) -> list[CallCommand]:
         if not self._move(record, CallInput.CALLEE_FAILED):

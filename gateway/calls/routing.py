@@ -31,6 +31,8 @@ class CallRequest:
 @dataclass(frozen=True, slots=True)
 class Target:
     uri: str
+    trunk: str = ""
+    """The outbound trunk the leg goes through (empty: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class PrefixRoute:
     host: str
     port: int
     transport: str = "udp"
+    trunk: str = ""
+    """The outbound trunk whose account places the leg (empty: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,7 @@ class StaticRouter:
             if number.startswith(route.prefix):
                 host = f"[{route.host}]" if ":" in route.host else route.host
                 params = "" if route.transport == "udp" else f";transport={route.transport}"
-                return Target(f"sip:{number}@{host}:{route.port}{params}")
+                return Target(f"sip:{number}@{host}:{route.port}{params}", route.trunk)
         return self.table.unknown
 
 

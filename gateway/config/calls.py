@@ -23,6 +23,9 @@ class CallRouteConfig(Section):
     """Its SIP port."""
     transport: Literal["udp", "tcp"] = "udp"
     """Transport towards it."""
+    trunk: str | None = None
+    """Name of the `[[trunks]]` entry these calls leave through: its account places the
+    callee leg (credentials, registration). Unset: the engine's own account, no credentials."""
 
     _port = field_validator("port")(check_port)
 

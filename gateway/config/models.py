@@ -156,6 +156,15 @@ class CallgateConfig(Section):
                     f"[[sms.routes]] prefix {route.prefix!r} names unknown SMSC "
                     f"{', '.join(unknown)}; define it in [[smpp.smsc]]"
                 )
+        outbound = {trunk.name for trunk in self.trunks if trunk.host is not None}
+        unknown_trunks = sorted(
+            {r.trunk for r in self.calls.routes if r.trunk is not None and r.trunk not in outbound}
+        )
+        if unknown_trunks:
+            raise ValueError(
+                f"[[calls.routes]] name unknown or inbound-only trunk(s) "
+                f"{', '.join(unknown_trunks)}; define them in [[trunks]] with a `host`"
+            )
         accounts = {account.name for account in self.accounts}
         server_users = self.smpp.server.users if self.smpp.server is not None else ()
         referenced = [

@@ -125,3 +125,48 @@ async def start_sipp(
         cwd=run_dir,
     )
     return SippRun(process, run_dir, label)
+
+
+async def call_through(
+    remote: str,
+    tmp_path: Path,
+    callee_port: int,
+    caller_scenario: str,
+    callee_scenario: str | None,
+    *,
+    dialed: str = "1234",
+    caller_args: tuple[str, ...] = (),
+    callee_args: tuple[str, ...] = (),
+    rtp_port: int | None = None,
+) -> SippRun | None:
+    """One call from a SIPp caller at `remote` to a SIPp callee on `callee_port` (if any);
+    both scenarios must pass. Returns the callee's run."""
+    callee = None
+    if callee_scenario is not None:
+        callee = await start_sipp(
+            "callee", callee_scenario, tmp_path, port=callee_port, args=("-m", "1", *callee_args)
+        )
+    try:
+        caller = await start_sipp(
+            "caller",
+            caller_scenario,
+            tmp_path,
+            remote=remote,
+            args=(
+                "-s",
+                dialed,
+                "-m",
+                "1",
+                "-set",
+                "rtp_port",
+                str(rtp_port or free_udp_port()),
+                *caller_args,
+            ),
+        )
+        await caller.finish()
+        if callee is not None:
+            await callee.finish()
+    finally:
+        if callee is not None:
+            callee.kill()
+    return callee

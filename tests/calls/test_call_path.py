@@ -19,7 +19,7 @@ from gateway.calls.routing import PrefixRoute
 from media.engine import PjsipEngine
 from media.events import Party
 from tests.calls.media import CallerMedia
-from tests.calls.peers import Gateway, free_udp_port, running_gateway, start_sipp
+from tests.calls.peers import Gateway, call_through, free_udp_port, running_gateway, start_sipp
 
 pytestmark = [pytest.mark.interop, pytest.mark.engine]
 
@@ -40,34 +40,17 @@ async def _call(
     callee_args: tuple[str, ...] = (),
     rtp_port: int | None = None,
 ) -> CallRecord:
-    callee = None
-    if callee_scenario is not None:
-        callee = await start_sipp(
-            "callee", callee_scenario, tmp_path, port=callee_port, args=("-m", "1", *callee_args)
-        )
-    try:
-        caller = await start_sipp(
-            "caller",
-            caller_scenario,
-            tmp_path,
-            remote=gw.target,
-            args=(
-                "-s",
-                dialed,
-                "-m",
-                "1",
-                "-set",
-                "rtp_port",
-                str(rtp_port or free_udp_port()),
-                *caller_args,
-            ),
-        )
-        await caller.finish()
-        if callee is not None:
-            await callee.finish()
-    finally:
-        if callee is not None:
-            callee.kill()
+    await call_through(
+        gw.target,
+        tmp_path,
+        callee_port,
+        caller_scenario,
+        callee_scenario,
+        dialed=dialed,
+        caller_args=caller_args,
+        callee_args=callee_args,
+        rtp_port=rtp_port,
+    )
     records = await asyncio.wait_for(gw.control.wait_finished(1), 5)
     await asyncio.wait_for(gw.control.wait_idle(), 5)
     assert gw.control.active_calls() == 0
