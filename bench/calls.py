@@ -6,12 +6,21 @@ DialPlan) -> SIPp UAS (tests/sipp/call_uas_answer.xml), for `--seconds`
 at `-r rate`, `-m rate*seconds`. The baseline, in the same run and at the
 same rates: the same UAC straight to the same kind of UAS (no engine).
 
+With `--paths`, the engine also runs behind the SIP edge (in this process,
+as the daemon wires them): `edge-in` is the edge in front of the caller's
+leg only, the callee leg going straight from the engine to the UAS (the
+daemon before B-legs were routed through the edge); `edge-both` is today's
+daemon, where the callee leg also leaves through the edge (Route to its
+internal side, sent from its public side). `edge-both` minus `edge-in` is
+what routing B-legs through the edge costs.
+
 Reported per step: calls/s completed (successful / wall time of the step),
 failed calls, setup latency INVITE -> 200 at the caller (SIPp response-time
 trace, p50/p99), and CPU of this process (engine thread + asyncio call
 control) and of the engine thread alone, 100 % = one core.
 
 Run: python bench/calls.py [--seconds 20] [--rates 100,300,600] [--hold-ms 0]
+     [--paths direct,engine,edge-in,edge-both]
 """
 
 from __future__ import annotations
@@ -34,8 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway.calls.control import CallControl
 from gateway.calls.dialplan import DialPlan, PrefixRoute, RouteChoice, TrunkTarget
 from gateway.calls.registry import CallSettings, Disposition
+from gateway.calls.trunk_accounts import edge_route
+from gateway.config.accounts import TrunkConfig
 from gateway.config.models import LoggingConfig
+from gateway.config.sip import SipConfig
 from gateway.logs import configure_logging
+from gateway.metrics import Metrics
+from gateway.sip.admission import AuthenticatedOnly
+from gateway.sip.directory import Directory
+from gateway.sip.edge import SipEdge
 from media.engine import EngineSettings, PjsipEngine
 from tests.support.ports import free_udp_port
 
@@ -192,76 +208,115 @@ async def measured(
     return step
 
 
-async def bench(rates: list[int], seconds: float, hold_ms: int, latency_rate: int) -> list[Step]:
+async def bench(
+    rates: list[int], seconds: float, hold_ms: int, latency_rate: int, paths: list[str]
+) -> list[Step]:
     steps: list[Step] = []
     with tempfile.TemporaryDirectory(prefix="callgate-bench-") as tmp:
         work = Path(tmp)
-        # Baseline: UAC straight to a UAS.
-        port = free_udp_port()
-        uas = await start_uas(work, port)
-        try:
-            for rate in rates:
-                step = await measured(
-                    work, f"127.0.0.1:{port}", rate, seconds, hold_ms, latency_rate
-                )
-                step.path = "direct"
-                steps.append(step)
-        finally:
-            uas.kill()
-            await uas.wait()
-        # Through the engine.
-        port = free_udp_port()
-        uas = await start_uas(work, port)
-        loop = asyncio.get_running_loop()
-        engine = PjsipEngine(
-            EngineSettings(
-                host="127.0.0.1",
-                port=0,
-                max_calls=4096,
-                media_threads=1,
-                rtp_port_start=20000,
-                rtp_port_range=20000,
-                codecs=("PCMU/8000/1", "PCMA/8000/1"),
-                log_level=0,
-            ),
-            loop,
-        )
-        control = CallControl(
-            engine,
-            DialPlan(
-                [PrefixRoute("1", (RouteChoice("uas"),))],
-                {"uas": TrunkTarget("uas", "127.0.0.1", port)},
-            ),
-            CallSettings(records_kept=1_000_000),
-        )
-        info = await engine.start()
-        assert engine._thread is not None and engine._thread.native_id is not None
-        tid = engine._thread.native_id
-        try:
-            for rate in rates:
-                before = len(control.registry.finished)
-                cpu0, eng0, t0 = process_cpu(), thread_cpu(tid), time.monotonic()
-                target = f"127.0.0.1:{info.sip_port}"
-                step = await measured(work, target, rate, seconds, hold_ms, latency_rate)
-                try:
-                    await asyncio.wait_for(control.wait_idle(), 10)
-                except TimeoutError:
-                    print(f"note: {control.active_calls()} calls still live after rate {rate}")
-                elapsed = time.monotonic() - t0
-                step.cpu = 100 * (process_cpu() - cpu0) / elapsed
-                step.engine_cpu = 100 * (thread_cpu(tid) - eng0) / elapsed
-                step.path = "engine"
-                records = list(control.registry.finished)[before:]
-                answered = sum(r.disposition is Disposition.ANSWERED for r in records)
-                probe_calls = int(seconds / 0.03) if rate == latency_rate else 0
-                if answered != step.ok + probe_calls:
-                    print(f"note: {answered} answered records vs {step.ok} SIPp successes")
-                steps.append(step)
-        finally:
-            control.close()
-            await engine.stop()
-            uas.kill()
-            await uas.wait()
+        if "direct" in paths:
+            # Baseline: UAC straight to a UAS.
+            port = free_udp_port()
+            uas = await start_uas(work, port)
+            try:
+                for rate in rates:
+                    step = await measured(
+                        work, f"127.0.0.1:{port}", rate, seconds, hold_ms, latency_rate
+                    )
+                    step.path = "direct"
+                    steps.append(step)
+            finally:
+                uas.kill()
+                await uas.wait()
+        for path in ("engine", "edge-in", "edge-both"):
+            if path in paths:
+                steps += await through_engine(work, path, rates, seconds, hold_ms, latency_rate)
+    return steps
+
+
+async def start_edge(engine: PjsipEngine, route_b_legs: bool) -> SipEdge:
+    """The edge as the daemon wires it: loopback is a trunk; no flood limit for the load."""
+    assert engine.info is not None
+    config = SipConfig.model_validate(
+        {
+            "listen": [{"transport": "udp", "host": "127.0.0.1", "port": 0}],
+            "protection": {"packet_rate": 1e9, "packet_burst": 10**9},
+        }
+    )
+    directory = Directory.from_config((), (TrunkConfig(name="bench", allow=("127.0.0.0/8",)),))
+    edge = SipEdge(
+        config,
+        Metrics(),
+        (engine.info.sip_host, engine.info.sip_port),
+        directory,
+        AuthenticatedOnly(),
+    )
+    await edge.start()
+    if route_b_legs:
+        await engine.route_through_edge(edge_route(edge), ())
+    return edge
+
+
+async def through_engine(
+    work: Path, path: str, rates: list[int], seconds: float, hold_ms: int, latency_rate: int
+) -> list[Step]:
+    steps: list[Step] = []
+    port = free_udp_port()
+    uas = await start_uas(work, port)
+    loop = asyncio.get_running_loop()
+    engine = PjsipEngine(
+        EngineSettings(
+            host="127.0.0.1",
+            port=0,
+            max_calls=4096,
+            media_threads=1,
+            rtp_port_start=20000,
+            rtp_port_range=20000,
+            codecs=("PCMU/8000/1", "PCMA/8000/1"),
+            log_level=0,
+        ),
+        loop,
+    )
+    control = CallControl(
+        engine,
+        DialPlan(
+            [PrefixRoute("1", (RouteChoice("uas"),), transit=True)],
+            {"uas": TrunkTarget("uas", "127.0.0.1", port)},
+        ),
+        CallSettings(records_kept=1_000_000),
+    )
+    info = await engine.start()
+    edge = None if path == "engine" else await start_edge(engine, path == "edge-both")
+    assert engine._thread is not None and engine._thread.native_id is not None
+    tid = engine._thread.native_id
+    try:
+        for rate in rates:
+            before = len(control.registry.finished)
+            cpu0, eng0, t0 = process_cpu(), thread_cpu(tid), time.monotonic()
+            entry = edge.bound[0].port if edge is not None else info.sip_port
+            target = f"127.0.0.1:{entry}"
+            step = await measured(work, target, rate, seconds, hold_ms, latency_rate)
+            try:
+                await asyncio.wait_for(control.wait_idle(), 10)
+            except TimeoutError:
+                print(f"note: {control.active_calls()} calls still live after rate {rate}")
+            elapsed = time.monotonic() - t0
+            step.cpu = 100 * (process_cpu() - cpu0) / elapsed
+            step.engine_cpu = 100 * (thread_cpu(tid) - eng0) / elapsed
+            step.path = path
+            records = list(control.registry.finished)[before:]
+            answered = sum(r.disposition is Disposition.ANSWERED for r in records)
+            probe_calls = int(seconds / 0.03) if rate == latency_rate else 0
+            if answered != step.ok + probe_calls:
+                print(f"note: {answered} answered records vs {step.ok} SIPp successes")
+            steps.append(step)
+    finally:
+        control.close()
+        await engine.stop()
+        if edge is not None:
+            await edge.stop()
+        uas.kill()
+        await uas.wait()
     return steps
 
 
@@ -388,6 +443,7 @@ def main() -> None:
     parser.add_argument("--rates", default="100,300,600")
     parser.add_argument("--hold-ms", type=int, default=0, help="talk time before the BYE")
     parser.add_argument("--latency-rate", type=int, default=100)
+    parser.add_argument("--paths", default="direct,engine", help="direct,engine,edge-in,edge-both")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--probe-count", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--probe-interval", type=float, default=0.02, help=argparse.SUPPRESS)
@@ -399,7 +455,8 @@ def main() -> None:
         return
     configure_logging(LoggingConfig(level="warning"))
     rates = [int(r) for r in args.rates.split(",")]
-    steps = asyncio.run(bench(rates, args.seconds, args.hold_ms, args.latency_rate))
+    paths = args.paths.split(",")
+    steps = asyncio.run(bench(rates, args.seconds, args.hold_ms, args.latency_rate, paths))
     print(
         f"calls: {args.seconds:.0f} s per step, hold {args.hold_ms} ms, {os.cpu_count()} cores; "
         f"probe latency at {args.latency_rate} calls/s"
@@ -411,14 +468,16 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for step in steps:
         print(step.row())
-    direct = {s.rate: s for s in steps if s.path == "direct"}
-    for s in steps:
-        if s.path == "engine" and s.rate == args.latency_rate and s.rate in direct:
-            d = direct[s.rate]
-            print(
-                f"added setup latency at {s.rate} calls/s (probe): "
-                f"p50 {s.probe_p50 - d.probe_p50:+.3f} ms, p99 {s.probe_p99 - d.probe_p99:+.3f} ms"
-            )
+    for path, base in (("engine", "direct"), ("edge-both", "edge-in")):
+        baseline = {s.rate: s for s in steps if s.path == base}
+        for s in steps:
+            if s.path == path and s.rate == args.latency_rate and s.rate in baseline:
+                d = baseline[s.rate]
+                print(
+                    f"added setup latency, {path} vs {base}, at {s.rate} calls/s (probe): "
+                    f"p50 {s.probe_p50 - d.probe_p50:+.3f} ms, "
+                    f"p99 {s.probe_p99 - d.probe_p99:+.3f} ms"
+                )
 
 
 if __name__ == "__main__":

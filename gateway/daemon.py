@@ -16,6 +16,9 @@ from gateway.calls.control import CallControl
 from gateway.calls.dialplan import DialPlan
 from gateway.calls.overload import CallAdmission, EngineIntake, OverloadLimits, OverloadPolicy
 from gateway.calls.registry import CallSettings
+from gateway.calls.trunk_accounts import RegistrationReporter, edge_route, trunk_accounts
+from gateway.calls.trunk_health import TrunkHealth
+from gateway.calls.trunk_probe import TrunkProber
 from gateway.config.loader import ConfigError, load_config
 from gateway.config.models import CallgateConfig
 from gateway.config.secrets import SecretUnavailableError
@@ -124,6 +127,7 @@ class Daemon:
         self.cdr_writer: CdrWriter | None = None
         self.sms: SmsService | None = None
         self.calls: CallControl | None = None
+        self.trunk_prober: TrunkProber | None = None
         self.smpp_server: SmppServer | None = None
         self.smpp_port = 0
         self.loop_lag = 0.0
@@ -192,7 +196,7 @@ class Daemon:
         contacts = RegisteredContacts()
         self.calls = CallControl(
             self.engine,
-            DialPlan.from_config(cfg, contacts),
+            DialPlan.from_config(cfg, contacts, trunk_up=self._trunk_up),
             call_settings(cfg),
             on_record=lambda record: self.metrics.calls_finished.labels(
                 disposition=str(record.disposition)
@@ -200,6 +204,7 @@ class Daemon:
             on_change=self.cdr_writer.record,
             on_offered=self.intake.offered,
         )
+        self.engine.attach_registrations(RegistrationReporter(self.metrics))
         try:
             info = await self.engine.start()
         except EngineError as exc:
@@ -240,6 +245,12 @@ class Daemon:
                 f"cannot open SIP listener: {exc.strerror or exc}; "
                 "change [sip] listen or stop the program using that port"
             ) from None
+        try:
+            await self._route_engine_through_edge(cfg)
+        except (SecretUnavailableError, EngineError) as exc:
+            raise StartupError(f"cannot set up outbound trunks: {exc}; fix [[trunks]]") from None
+        self.trunk_prober = TrunkProber(self.edge, self.metrics)
+        self.trunk_prober.configure(cfg.trunks)
         if cfg.smpp.smsc:
             self.sms = SmsService(cfg.sms, cfg.smpp.smsc, self.store)
             await self.sms.start()
@@ -267,6 +278,21 @@ class Daemon:
                 f"{exc.strerror or exc}; change [http] port"
             ) from None
         self._write_runtime_file()
+
+    async def _route_engine_through_edge(self, cfg: CallgateConfig) -> None:
+        """B-legs and trunk registrations leave through the edge, with each trunk's account."""
+        assert self.engine is not None and self.edge is not None
+        await self.engine.route_through_edge(edge_route(self.edge), trunk_accounts(cfg.trunks))
+
+    def _trunk_up(self, name: str) -> bool:
+        """For routing: a trunk is up unless its OPTIONS probes say otherwise."""
+        health = self.trunk_health
+        return health is None or health.is_up(name)
+
+    @property
+    def trunk_health(self) -> TrunkHealth | None:
+        """Which trunks answer their OPTIONS probes: `is_up(name)` for routing."""
+        return self.trunk_prober.health if self.trunk_prober is not None else None
 
     def _bindings_changed(self, result: RegisterResult | None, expired: list[Binding]) -> None:
         assert self.binding_writer is not None and self.edge is not None
@@ -385,8 +411,16 @@ class Daemon:
                 keys=needs_restart,
                 hint="these settings keep their old values until a restart",
             )
+        trunks_changed = merged.trunks != self.config.trunks
         self.config = merged
         configure_logging(merged.logging)
+        if trunks_changed and self.engine is not None and self.edge is not None:
+            try:
+                await self._route_engine_through_edge(merged)
+            except (SecretUnavailableError, EngineError) as exc:
+                _log.error("trunk_accounts_not_updated", error=str(exc))
+        if self.trunk_prober is not None:
+            self.trunk_prober.configure(merged.trunks)
         if self.edge is not None:
             self.edge.reload(merged.sip, directory)
         self.metrics.config_reloads.labels(result="applied").inc()
@@ -414,10 +448,10 @@ class Daemon:
             _log.warning("sms_drain_timeout", hint="unsent messages stay queued for the next start")
 
     async def _shutdown(self) -> None:
+        if self.trunk_prober is not None:
+            self.trunk_prober.stop()
         if self.http is not None:
             await self.http.stop()
-        if self.edge is not None:
-            await self.edge.stop()
         if self.smpp_server is not None:
             await self.smpp_server.stop()
         if self.sms is not None:
@@ -426,6 +460,9 @@ class Daemon:
             self.calls.close()
         if self.engine is not None:
             await self.engine.stop()
+        if self.edge is not None:
+            # After the engine: its last BYEs (and un-REGISTERs) leave through the edge.
+            await self.edge.stop()
         if self.binding_writer is not None:
             try:
                 await self.binding_writer.close()

@@ -53,6 +53,18 @@ class Metrics:
         self.sip_bindings = Gauge(
             "callgate_sip_bindings", "Registered contacts (bindings)", registry=r
         )
+        self.trunk_registered = Gauge(
+            "callgate_trunk_registered",
+            "1 while our registration at the trunk holds",
+            ["trunk"],
+            registry=r,
+        )
+        self.trunk_up = Gauge(
+            "callgate_trunk_up",
+            "1 while the trunk answers OPTIONS health checks",
+            ["trunk"],
+            registry=r,
+        )
 
         self.calls_rejected = Counter(
             "callgate_calls_rejected",

@@ -46,6 +46,7 @@ from media.events import (
 )
 from media.hold import hold_requested
 from media.session_timer import EXPIRED_STATUS, SessionTimer, apply_session_timer
+from media.trunks import TrunkAccounts, UnknownTrunk
 
 _log = get_logger("engine.b2bua")
 
@@ -101,7 +102,10 @@ class Bridge:
 
 
 class B2bua:
-    """The engine's call half: one account, the live bridges, and the legs' callbacks."""
+    """The engine's call half: its own account, the live bridges, and the legs' callbacks.
+
+    Callee legs to a named trunk use that trunk's account (`trunks`, media/trunks.py).
+    """
 
     def __init__(
         self,
@@ -122,16 +126,23 @@ class B2bua:
         self.bridges: dict[int, Bridge] = {}
         self._graveyard: list[Any] = []  # disconnected legs, destroyed by reap()
         self._next_call = 1
-        self._caller_leg, self._callee_leg, account_class = _classes(pj, self)
-        cfg = pj.AccountConfig()
-        cfg.idUri = f"sip:engine@{contact_host}:{contact_port}"
-        cfg.sipConfig.transportId = transport_id
-        apply_session_timer(pj, cfg.callConfig, session_timer)
-        cfg.mediaConfig.transportConfig.port = rtp_port_start
-        cfg.mediaConfig.transportConfig.portRange = rtp_port_range
-        cfg.mediaConfig.transportConfig.boundAddress = contact_host
-        self.account = account_class()
-        self.account.create(cfg, True)
+        self._caller_leg, self._callee_leg, self.account_class = _classes(pj, self)
+
+        def base_config() -> Any:
+            cfg = pj.AccountConfig()
+            cfg.idUri = f"sip:engine@{contact_host}:{contact_port}"
+            cfg.sipConfig.transportId = transport_id
+            apply_session_timer(pj, cfg.callConfig, session_timer)
+            cfg.mediaConfig.transportConfig.port = rtp_port_start
+            cfg.mediaConfig.transportConfig.portRange = rtp_port_range
+            cfg.mediaConfig.transportConfig.boundAddress = contact_host
+            return cfg
+
+        self.base_config = base_config
+        """A fresh AccountConfig with the engine's transport and media settings."""
+        self.account = self.account_class()
+        self.account.create(base_config(), True)
+        self.trunks: TrunkAccounts | None = None  # outbound trunks, once the edge is known
 
     # --- commands from call control ---------------------------------------------
 
@@ -161,7 +172,12 @@ class B2bua:
         bridge.placed = True
         bridge.callee_leg = command.leg
         bridge.callee_released = False
-        callee = self._callee_leg(self.account, bridge)
+        try:
+            account = self._callee_account(command.trunk)
+        except UnknownTrunk as exc:
+            self._emit(CalleeFailed(bridge.call, time.time(), exc.status, exc.reason, command.leg))
+            return
+        callee = self._callee_leg(account, bridge)
         callee.leg = command.leg
         bridge.callee = callee
         bridge.callee_gone = False
@@ -268,6 +284,14 @@ class B2bua:
         bridge.callee, bridge.callee_media, bridge.connected = None, None, False
         bridge.callee_gone = True
         self._graveyard.append(leg)
+
+    def _callee_account(self, trunk: str) -> Any:
+        """The trunk's account (its credentials answer challenges); no trunk: the engine's."""
+        if not trunk:
+            return self.account
+        if self.trunks is None:
+            return self.account  # engine without an edge (tests, benches): no trunk accounts
+        return self.trunks.account_for(trunk)
 
     def _release(self, bridge: Bridge, status: int, reason: str, by: Party) -> None:
         if bridge.ended_by is None:
@@ -603,6 +627,9 @@ class B2bua:
             leg.bridge = None
         self.bridges.clear()
         self._graveyard.clear()
+        if self.trunks is not None:
+            self.trunks.close()
+            self.trunks = None
         try:
             self.account.shutdown()
         except Exception as exc:  # noqa: BLE001 - shutting down anyway

@@ -8,7 +8,7 @@ is created and used only on that thread. asyncio code talks to it through
 in, no reply) and the handler given to `attach_calls()` (call events out,
 delivered on the loop in batches, one wake-up per engine loop turn at most).
 Nothing else crosses threads. The calls themselves live in media/b2bua.py,
-on this thread.
+the trunks' accounts in media/trunks.py, both on this thread.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ from gateway.logs import get_logger
 from media.b2bua import B2bua
 from media.events import CallCommand, CallEvent, EngineStopped
 from media.session_timer import SessionTimer
+from media.trunks import (
+    EdgeRoute,
+    TrunkAccounts,
+    TrunkAccountSettings,
+    TrunkRegistration,
+    route_through_edge,
+)
 
 _log = get_logger("engine")
 T = TypeVar("T")
@@ -78,6 +85,8 @@ class EngineInfo:
 Command = Callable[[Any], Any]
 CallHandler = Callable[[Sequence[CallEvent]], None]
 """Receives call events on the asyncio loop, in the order the engine produced them."""
+RegistrationHandler = Callable[[TrunkRegistration], None]
+"""Receives trunk registration changes on the asyncio loop."""
 _QueueItem = tuple[Command, "asyncio.Future[Any]"] | CallCommand | None
 # Sent to the engine's own SIP port to end a libHandleEvents() wait when a command
 # is queued: pjsip drops a datagram of bare CRLF (a keep-alive) before parsing.
@@ -101,6 +110,8 @@ class PjsipEngine:
         self.failure: str | None = None
         self._writer: Any = None  # pjsua2 keeps a raw pointer: hold a reference
         self._call_handler: CallHandler | None = None
+        self._registration_handler: RegistrationHandler | None = None
+        self._pj: Any = None  # the pjsua2 module, imported on the engine thread
         self._b2bua: B2bua | None = None
         self._events: list[CallEvent] = []  # engine thread only
         self._wake_socket: socket.socket | None = None
@@ -110,6 +121,21 @@ class PjsipEngine:
     def attach_calls(self, handler: CallHandler) -> None:
         """Hand incoming calls to `handler` (call control). Without one they get 503."""
         self._call_handler = handler
+
+    def attach_registrations(self, handler: RegistrationHandler) -> None:
+        """Hand trunk registration changes to `handler` (logs and metrics)."""
+        self._registration_handler = handler
+
+    def route_through_edge(
+        self, edge: EdgeRoute, trunks: Sequence[TrunkAccountSettings]
+    ) -> asyncio.Future[None]:
+        """Send every outgoing request through `edge`; (re)build the trunks' accounts.
+
+        Called once the edge is listening and again on reload; accounts whose
+        settings did not change are kept (with their registration).
+        """
+        wanted = tuple(trunks)
+        return self.run(lambda _endpoint: self._apply_trunks(edge, wanted))
 
     def submit(self, command: CallCommand) -> None:
         """Queue a call command for the engine thread (fire and forget; results come as events)."""
@@ -199,6 +225,7 @@ class PjsipEngine:
             self._resolve(self._started, None, EngineError(self.failure))
             self._stopped.set()
             return
+        self._pj = pj
         endpoint = pj.Endpoint()
         try:
             info = self._boot(pj, endpoint)
@@ -323,6 +350,25 @@ class PjsipEngine:
                     self._resolve(future, result, None)
             b2bua.reap()
             self._flush_events()
+
+    def _apply_trunks(self, edge: EdgeRoute, trunks: tuple[TrunkAccountSettings, ...]) -> None:
+        b2bua = self._b2bua
+        if b2bua is None:
+            raise EngineError("engine is not running")
+        cfg = b2bua.base_config()
+        route_through_edge(cfg, edge)
+        b2bua.account.modify(cfg)
+        if b2bua.trunks is None:
+            b2bua.trunks = TrunkAccounts(
+                self._pj, b2bua.account_class, b2bua.base_config, self._report_registration
+            )
+        b2bua.trunks.apply(edge, trunks)
+
+    def _report_registration(self, event: TrunkRegistration) -> None:
+        handler = self._registration_handler
+        if handler is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+                self._loop.call_soon_threadsafe(handler, event)
 
     def _flush_events(self) -> None:
         """Hand this loop turn's call events to asyncio in one wake-up."""

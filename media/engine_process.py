@@ -31,8 +31,16 @@ from typing import Any, TypeVar
 
 from gateway.config.models import LoggingConfig
 from gateway.logs import configure_logging, get_logger
-from media.engine import CallHandler, EngineError, EngineInfo, EngineSettings, PjsipEngine
+from media.engine import (
+    CallHandler,
+    EngineError,
+    EngineInfo,
+    EngineSettings,
+    PjsipEngine,
+    RegistrationHandler,
+)
 from media.events import CallCommand, CallEvent, EngineStopped
+from media.trunks import EdgeRoute, TrunkAccountSettings
 
 _log = get_logger("engine.process")
 T = TypeVar("T")
@@ -86,6 +94,7 @@ class EngineProcess:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._call_handler: CallHandler | None = None
+        self._registration_handler: RegistrationHandler | None = None
         self._stopping = False
         self._engine_stopped_seen = False
 
@@ -98,6 +107,17 @@ class EngineProcess:
         self._call_handler = handler
         self._send(("attach",))
 
+    def attach_registrations(self, handler: RegistrationHandler) -> None:
+        """Hand trunk registration changes to `handler` (logs and metrics)."""
+        self._registration_handler = handler
+        self._send(("attach_registrations",))
+
+    def route_through_edge(
+        self, edge: EdgeRoute, trunks: Sequence[TrunkAccountSettings]
+    ) -> asyncio.Future[None]:
+        """Send every outgoing request through `edge`; (re)build the trunks' accounts."""
+        return self._request("route_through_edge", edge, tuple(trunks))
+
     def submit(self, command: CallCommand) -> None:
         """Send a call command to the engine (fire and forget; results come as events)."""
         self._send(("cmd", command))
@@ -105,15 +125,19 @@ class EngineProcess:
     def run(self, command: Callable[[Any], T]) -> asyncio.Future[T]:
         """Run `command(endpoint)` in the child; it must pickle (a module-level function
         or a `functools.partial` of one), and so must its result."""
-        future: asyncio.Future[T] = self._loop.create_future()
+        return self._request("run", command)
+
+    def _request(self, kind: str, *args: Any) -> asyncio.Future[Any]:
+        """Send a request the child answers with a `result` message."""
+        future: asyncio.Future[Any] = self._loop.create_future()
         if self._writer is None or self._stopping or self.failure is not None:
             future.set_exception(EngineError("engine is stopped"))
             return future
         ident = next(self._ids)
         try:
-            frame = _frame(("run", ident, command))
+            frame = _frame((kind, ident, *args))
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
-            future.set_exception(EngineError(f"engine command does not pickle: {exc}"))
+            future.set_exception(EngineError(f"engine request does not pickle: {exc}"))
             return future
         self._pending[ident] = future
         self._writer.write(frame)
@@ -136,6 +160,8 @@ class EngineProcess:
         self._reader_task = asyncio.create_task(self._read(reader))
         if self._call_handler is not None:
             self._send(("attach",))
+        if self._registration_handler is not None:
+            self._send(("attach_registrations",))
         try:
             self.info = await asyncio.wait_for(asyncio.shield(self._started), timeout)
         except TimeoutError:
@@ -184,6 +210,9 @@ class EngineProcess:
             kind = message[0]
             if kind == "events":
                 self._deliver(message[1])
+            elif kind == "registration":
+                if self._registration_handler is not None:
+                    self._registration_handler(message[1])
             elif kind == "beat":
                 if message[1]:
                     self.last_heartbeat = time.monotonic()
@@ -272,8 +301,10 @@ async def _serve_child(settings: EngineSettings, sock: socket.socket) -> None:
                 engine.submit(message[1])
             elif kind == "attach":
                 engine.attach_calls(lambda batch: send(("events", list(batch))))
-            elif kind == "run":
-                task = asyncio.create_task(_run(engine, message[1], message[2], send))
+            elif kind == "attach_registrations":
+                engine.attach_registrations(lambda event: send(("registration", event)))
+            elif kind in ("run", "route_through_edge"):
+                task = asyncio.create_task(_answer(engine, message, send))
                 running.add(task)
                 task.add_done_callback(running.discard)
             elif kind == "stop":
@@ -293,11 +324,16 @@ async def _beat(engine: PjsipEngine, send: Callable[[object], None]) -> None:
         await asyncio.sleep(_BEAT_INTERVAL_S)
 
 
-async def _run(
-    engine: PjsipEngine, ident: int, command: Callable[[Any], Any], send: Callable[[object], None]
+async def _answer(
+    engine: PjsipEngine, message: tuple[Any, ...], send: Callable[[object], None]
 ) -> None:
+    kind, ident, *args = message
+    result: Any = None
     try:
-        result = await engine.run(command)
+        if kind == "run":
+            result = await engine.run(args[0])
+        else:
+            await engine.route_through_edge(args[0], args[1])
     except Exception as exc:  # noqa: BLE001 - handed back to the parent
         send(("result", ident, str(exc) or type(exc).__name__, None))
         return

@@ -17,7 +17,7 @@ A dialled account name rings all the account's registered contacts at once
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import groupby
 from typing import Protocol
@@ -127,8 +127,11 @@ class DialPlan:
         contacts: ContactLookup | None = None,
         max_hops: int = 5,
         trusted_inbound: frozenset[str] = frozenset(),
+        trunk_up: Callable[[str], bool] | None = None,
     ) -> None:
         self._trusted_inbound = trusted_inbound
+        self._trunk_up = trunk_up
+        """OPTIONS health: a trunk that is down leaves the routes (not the emergency route)."""
         self._accounts = accounts or {}
         self._contacts = contacts
         self._max_hops = max_hops
@@ -145,6 +148,7 @@ class DialPlan:
         config: CallgateConfig,
         contacts: ContactLookup | None = None,
         rng: random.Random | None = None,
+        trunk_up: Callable[[str], bool] | None = None,
     ) -> DialPlan:
         c = config.calls
         d = c.forward
@@ -193,6 +197,7 @@ class DialPlan:
             contacts=contacts,
             max_hops=d.max_hops,
             trusted_inbound=frozenset(t.name for t in config.trunks if t.trusted),
+            trunk_up=trunk_up,
         )
 
     def route(self, request: CallRequest) -> RouteDecision:
@@ -238,6 +243,7 @@ class DialPlan:
         targets = tuple(
             Target(trunk.uri(user), trunk.name, trunk.channels, trunk.trusted)
             for trunk in self._ordered(route.choices)
+            if self._trunk_up is None or self._trunk_up(trunk.name)
         )
         return Routed(targets, numbers)
 

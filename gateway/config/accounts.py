@@ -130,6 +130,12 @@ class TrunkConfig(Section):
     options_interval: float = Field(default=30.0, ge=0)
     """Seconds between OPTIONS health checks of `host`; a trunk that stops answering
     leaves routing until it answers again. 0 disables the checks."""
+    options_timeout: float = Field(default=5.0, gt=0, le=60)
+    """Seconds an OPTIONS probe waits for a final response before it counts as failed."""
+    options_down_after: int = Field(default=3, ge=1, le=100)
+    """Failed probes in a row (timeouts or 5xx/6xx) that take the trunk out of routing."""
+    options_up_after: int = Field(default=2, ge=1, le=100)
+    """Answered probes in a row that bring a trunk that was out back into routing."""
 
     _port = field_validator("port")(check_port)
     _region = field_validator("region")(check_region)

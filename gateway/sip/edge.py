@@ -38,16 +38,18 @@ from gateway.sip.message import (
     vias,
 )
 from gateway.sip.proxy import (
+    LOCAL_BRANCH,
     Hop,
     Interface,
     TooManyHops,
     forward_request,
     forward_response,
+    keep_in_route,
     next_hop_for_request,
     origin_value,
 )
 from gateway.sip.registrar import Binding, RegisterResult
-from gateway.sip.rejection import response_for
+from gateway.sip.rejection import bad_gateway_for, response_for
 from gateway.sip.transport import (
     Address,
     Connections,
@@ -72,6 +74,8 @@ _IDENTITY_HEADERS = ("P-Asserted-Identity", "P-Preferred-Identity", "Identity", 
 # Methods whose request counter child is kept at hand (others go through labels()).
 _COUNTED_METHODS = frozenset({*_ADMITTED_METHODS, "REGISTER", "OPTIONS", "ACK", "BYE", "CANCEL"})
 
+LocalResponseSink = Callable[[SipResponse], None]
+"""Receives responses to requests the edge sent itself (branch starting LOCAL_BRANCH)."""
 BindingSink = Callable[[RegisterResult | None, list[Binding]], None]
 """Receives registrar changes (a REGISTER's result, or swept bindings) for persistence."""
 
@@ -145,6 +149,7 @@ class SipEdge:
         self._servers: list[asyncio.Server] = []
         self._closers: list[Callable[[], None]] = []
         self._sweeper: asyncio.Task[None] | None = None
+        self.local_responses: LocalResponseSink | None = None
         self._blocked_agents = _lowered(config.protection.user_agent_blocklist)
         # Metric children by label value: labels() costs a lock and a tuple per call.
         self._requests_by_method: dict[str, Counter] = {}
@@ -183,6 +188,16 @@ class SipEdge:
         host, port = transport.get_extra_info("sockname")[:2]
         self._internal_iface = Interface("udp", str(host), int(port))
         self._sweeper = asyncio.create_task(self._sweep_loop())
+
+    @property
+    def internal_interface(self) -> Interface:
+        """The loopback side the engine talks to (known once started)."""
+        assert self._internal_iface is not None, "edge not started"
+        return self._internal_iface
+
+    def public_interface(self, transport: str = "udp") -> Interface:
+        """A public listener peers reach us on, preferring `transport` (edge started)."""
+        return next((i for i in self._public if i.transport == transport), self._public[0])
 
     async def _open(self, listener: SipListener) -> int:
         """Bind one listener; return the port it got."""
@@ -273,6 +288,23 @@ class SipEdge:
             response = response_for(error, data)
             if response is not None:
                 self._send_to_peer(peer, response)
+        if data and peer.address != self.upstream:
+            self._replace_bad_response(data)
+
+    def _replace_bad_response(self, data: bytes) -> None:
+        """A peer's unparseable answer to the engine's request ends that request with 502."""
+        stand_in = bad_gateway_for(data)
+        if stand_in is None:
+            return
+        try:
+            self._public_response(stand_in)
+        except SipParseError:
+            return  # salvaged fields that do not parse (e.g. the Via): nothing to route by
+        _log.info(
+            "sip_bad_response_replaced",
+            status=stand_in.status,
+            call_id=stand_in.headers.get("Call-ID"),
+        )
 
     def on_message(self, message: SipRequest | SipResponse, peer: Peer) -> None:
         """A message from the public side."""
@@ -414,12 +446,19 @@ class SipEdge:
         self._send_to_hop(hop, serialize(forwarded))
 
     def _public_response(self, response: SipResponse) -> None:
+        parsed = vias(response)
+        if len(parsed) == 1 and (parsed[0].branch or "").startswith(LOCAL_BRANCH):
+            if self.local_responses is not None:
+                self.local_responses(response)
+            return
         routed = forward_response(response)
         if routed is None or (routed[1].host, routed[1].port) != self.upstream:
             self.metrics.sip_dropped.labels(reason="stray_response").inc()
             return
-        assert self._internal is not None
-        self._internal.sendto(serialize(routed[0]), self.upstream)
+        assert self._internal is not None and self._internal_iface is not None
+        self._internal.sendto(
+            serialize(keep_in_route(routed[0], self._internal_iface)), self.upstream
+        )
 
     def _internal_response(self, response: SipResponse) -> None:
         routed = forward_response(response)
@@ -446,6 +485,14 @@ class SipEdge:
             )  # statuses are three digits: at most 600 children
         counter.inc()
         peer.send(serialize(response))
+
+    def originate(self, request: SipRequest, hop: Hop) -> None:
+        """Send a request of the edge's own (a health probe) from its public side.
+
+        Its top Via must carry a LOCAL_BRANCH branch so the response comes
+        back to `local_responses`.
+        """
+        self._send_to_hop(hop, serialize(request))
 
     def _send_to_hop(self, hop: Hop, payload: bytes) -> None:
         if hop.transport == "udp":

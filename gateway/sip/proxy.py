@@ -30,6 +30,9 @@ from gateway.sip.uri import SipUri
 MAGIC_COOKIE = "z9hG4bK"
 # Our branches carry this mark so responses to them are recognised.
 EDGE_BRANCH = MAGIC_COOKIE + "cg"
+LOCAL_BRANCH = EDGE_BRANCH + "l"
+"""Branches of requests the edge sends on its own behalf (health probes): their responses
+end at the edge. Derived branches continue EDGE_BRANCH with hex digits, never an `l`."""
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 ORIGIN_HEADER = "X-Callgate-Origin"
 """Who the edge admitted a new request as (`account=<name>` or `trunk=<name>`), for the
@@ -192,6 +195,26 @@ def forward_request(
         headers, "Via", lambda values: [outgoing.via(derive_branch(request, secret)), *values]
     )
     return SipRequest(request.method, request.uri, headers, request.body, request.version)
+
+
+_RECORD_ROUTED = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+
+
+def keep_in_route(response: SipResponse, internal: Interface) -> SipResponse:
+    """A dialog-creating response for the engine, with the edge in its route set.
+
+    A UAS must echo Record-Route (RFC 3261 §12.1.1), but some do not; the
+    engine (the UAC) would then send ACK and BYE straight to the peer's
+    Contact, past the edge. Adding the edge's internal entry to such a
+    response keeps the engine's in-dialog requests on the edge; only the
+    engine reads it.
+    """
+    if not 100 < response.status < 300 or "Record-Route" in response.headers:
+        return response
+    if cseq(response)[1] not in _RECORD_ROUTED:
+        return response
+    headers = edit_first(response.headers, "Record-Route", lambda _v: [internal.uri("in")])
+    return SipResponse(response.status, response.reason, headers, response.body, response.version)
 
 
 def next_hop_for_request(request: SipRequest, default_transport: str) -> Hop:

@@ -44,6 +44,32 @@ def response_for(
     method = start.split(" ", 1)[0]
     if start[:4].upper() == "SIP/" or method == "ACK" or not any(n == "Via" for n, _ in fields):
         return None
+    tag = to_tag or hashlib.blake2s(data[:_SALVAGE_LIMIT], digest_size=8).hexdigest()
+    return SipResponse(error.status, error.reason, _copied(fields, tag))
+
+
+def bad_gateway_for(data: bytes) -> SipResponse | None:
+    """A 502 standing in for a response the parser rejected, if its transaction is known.
+
+    A peer that answers garbage must end its transaction now (so call control
+    can fail over), not after the client's 32 s timeout: RFC 3261 §21.5.3
+    names 502 for "an invalid response from the downstream server". None when
+    `data` is not a response or lacks a usable Via, From, To, Call-ID or CSeq.
+    """
+    start, fields = _salvage_fields(data)
+    if start[:4].upper() != "SIP/":
+        return None
+    try:
+        headers = _copied(fields, hashlib.blake2s(data[:_SALVAGE_LIMIT], digest_size=8).hexdigest())
+    except SipParseError:
+        return None
+    if any(name not in headers for name in _COPIED):
+        return None
+    return SipResponse(502, "Bad Gateway", headers)
+
+
+def _copied(fields: list[tuple[str, str]], to_tag: str) -> Headers:
+    """The routing fields of a salvaged message; a To without a tag gets `to_tag`."""
     headers = Headers()
     for wanted in _COPIED:
         for name, value in fields:
@@ -51,9 +77,8 @@ def response_for(
                 continue
             copied = value
             if name == "To" and ";tag=" not in value.replace(" ", ""):
-                tag = to_tag or hashlib.blake2s(data[:_SALVAGE_LIMIT], digest_size=8).hexdigest()
-                copied = f"{value};tag={tag}"
+                copied = f"{value};tag={to_tag}"
             headers.add(name, copied)
             if name != "Via":
                 break
-    return SipResponse(error.status, error.reason, headers)
+    return headers

@@ -153,19 +153,20 @@ async def start_sipp(
     return SippRun(process, run_dir, label)
 
 
-async def sipp_call(
-    gw: Gateway,
+async def call_through(
+    remote: str,
     tmp_path: Path,
+    callee_port: int,
     caller_scenario: str,
     callee_scenario: str | None,
-    callee_port: int,
     *,
     dialed: str = "1234",
     caller_args: tuple[str, ...] = (),
     callee_args: tuple[str, ...] = (),
     rtp_port: int | None = None,
-) -> CallRecord:
-    """One SIPp caller -> engine -> SIPp callee call; the finished record, checked for basics."""
+) -> SippRun | None:
+    """One call from a SIPp caller at `remote` to a SIPp callee on `callee_port` (if any);
+    both scenarios must pass. Returns the callee's run."""
     callee = None
     if callee_scenario is not None:
         callee = await start_sipp(
@@ -176,7 +177,7 @@ async def sipp_call(
             "caller",
             caller_scenario,
             tmp_path,
-            remote=gw.target,
+            remote=remote,
             args=(
                 "-s",
                 dialed,
@@ -194,6 +195,33 @@ async def sipp_call(
     finally:
         if callee is not None:
             callee.kill()
+    return callee
+
+
+async def sipp_call(
+    gw: Gateway,
+    tmp_path: Path,
+    caller_scenario: str,
+    callee_scenario: str | None,
+    callee_port: int,
+    *,
+    dialed: str = "1234",
+    caller_args: tuple[str, ...] = (),
+    callee_args: tuple[str, ...] = (),
+    rtp_port: int | None = None,
+) -> CallRecord:
+    """One SIPp caller -> engine -> SIPp callee call; the finished record, checked for basics."""
+    await call_through(
+        gw.target,
+        tmp_path,
+        callee_port,
+        caller_scenario,
+        callee_scenario,
+        dialed=dialed,
+        caller_args=caller_args,
+        callee_args=callee_args,
+        rtp_port=rtp_port,
+    )
     records = await asyncio.wait_for(gw.control.wait_finished(1), 5)
     await asyncio.wait_for(gw.control.wait_idle(), 5)
     assert gw.control.active_calls() == 0

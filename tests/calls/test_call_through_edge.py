@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.calls.peers import free_udp_port, start_sipp
+from tests.calls.peers import call_through, free_udp_port, start_sipp
 from tests.support.daemon import DaemonProcess, write_config
 from tests.support.pjua_client import pjua_answer, run_pjua
 
@@ -24,6 +24,7 @@ allow = ["127.0.0.0/8"]
 name = "callee"
 host = "127.0.0.1"
 port = {callee_port}
+options_interval = 0  # the SIPp callee runs a call scenario: no OPTIONS probes
 
 [calls]
 {calls}
@@ -54,21 +55,13 @@ async def test_call_from_trunk_through_edge_and_engine(
     daemon_with_route: tuple[DaemonProcess, int], tmp_path: Path
 ) -> None:
     daemon, callee_port = daemon_with_route
-    callee = await start_sipp(
-        "callee", "call_uas_answer.xml", tmp_path, port=callee_port, args=("-m", "1")
+    await call_through(
+        f"127.0.0.1:{daemon.sip_port('udp')}",
+        tmp_path,
+        callee_port,
+        "call_uac_hangup.xml",
+        "call_uas_answer.xml",
     )
-    try:
-        caller = await start_sipp(
-            "caller",
-            "call_uac_hangup.xml",
-            tmp_path,
-            remote=f"127.0.0.1:{daemon.sip_port('udp')}",
-            args=("-s", "1234", "-m", "1", "-set", "rtp_port", str(free_udp_port())),
-        )
-        await caller.finish()
-        await callee.finish()
-    finally:
-        callee.kill()
 
 
 async def test_unknown_number_through_edge_gets_404(
