@@ -16,10 +16,12 @@ with whatever is measured), in this order:
 
 CPU is utime+stime of the measured process(es) over the phase's wall time
 (100 % = one core): this process for (a) and (c) (the simulator excluded),
-bearerbox + smsbox for (b).
+bearerbox + smsbox for (b). (a) and (c) run on uvloop, the loop the daemon runs
+on (`--loop asyncio` for the standard library's).
 
     .venv/bin/python bench/smpp.py [--messages 20000] [--kannel-messages 5000]
                                    [--crash-messages 3000] [--kill-after 1500]
+                                   [--loop uvloop|asyncio]
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -46,6 +48,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(ROOT))
 
 import structlog  # noqa: E402
+import uvloop  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 import smpp.pdu  # noqa: E402
@@ -65,6 +68,10 @@ import sms_service  # noqa: E402
 
 T = TypeVar("T")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+LOOPS: dict[str, Callable[[Coroutine[object, object, Any]], Any]] = {
+    "uvloop": uvloop.run,
+    "asyncio": asyncio.run,
+}
 
 
 def measured_here(run: Callable[[], T]) -> tuple[T, float, float]:
@@ -118,6 +125,11 @@ def _children_cpu(names: tuple[str, ...]) -> dict[int, float]:
         if ancestor == me:
             found[pid] = (int(fields[12]) + int(fields[13])) / CLOCK_TICKS
     return found
+
+
+def _simulator_cpu() -> float:
+    """CPU seconds the Node simulator (a child of this process) used so far."""
+    return sum(_children_cpu(("node",)).values())
 
 
 @contextmanager
@@ -207,7 +219,9 @@ def main() -> None:
     parser.add_argument("--crash-messages", type=int, default=3000)
     parser.add_argument("--kill-after", type=int, default=1500)
     parser.add_argument("--skip-kannel", action="store_true", help="no Kannel baseline")
+    parser.add_argument("--loop", choices=sorted(LOOPS), default="uvloop")
     args = parser.parse_args()
+    run = LOOPS[args.loop]
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     logging.disable(logging.WARNING)
     n, window = args.messages, args.window
@@ -215,25 +229,27 @@ def main() -> None:
     with SmscSimulator() as sim:
         os.environ[smpp_client.PASSWORD_ENV] = sim.password
         sim.set_scenario(dlr_delay_ms=0)
-        asyncio.run(smpp_client.smsc_client_rate(sim, min(500, n), window))  # warm-up
+        run(smpp_client.smsc_client_rate(sim, min(500, n), window))  # warm-up
         sim.reset()
         plain, plain_wall, plain_cpu = measured_here(
-            lambda: asyncio.run(smpp_client.smsc_client_rate(sim, n, window))
+            lambda: run(smpp_client.smsc_client_rate(sim, n, window))
         )
         sim.reset()
         sim.set_scenario(dlr_delay_ms=50)
         client_dlr, client_wall, client_cpu = measured_here(
-            lambda: asyncio.run(sms_service.client_with_receipts_rate(sim, n, window))
+            lambda: run(sms_service.client_with_receipts_rate(sim, n, window))
         )
         sim.reset()
+        simulator_before = _simulator_cpu()
         service, service_wall, service_cpu = measured_here(
-            lambda: asyncio.run(sms_service.service_run(sim, n, window))
+            lambda: run(sms_service.service_run(sim, n, window))
         )
+        simulator_cpu = _simulator_cpu() - simulator_before
         sim_stats = sim.stats()
         sim.reset()
         with smpplib_codec_only():
             before, before_wall, before_cpu = measured_here(
-                lambda: asyncio.run(sms_service.service_run(sim, n, window))
+                lambda: run(sms_service.service_run(sim, n, window))
             )
 
     kannel_rate = kannel_cpu = kannel_wall = 0.0
@@ -252,7 +268,10 @@ def main() -> None:
     def pct(cpu: float, wall: float) -> str:
         return f"{100.0 * cpu / wall:4.0f} %" if wall else "   - "
 
-    print(f"SMPP / SMS, {n} messages per run, window {window}, simulator on loopback")
+    print(
+        f"SMPP / SMS, {n} messages per run, window {window}, simulator on loopback, "
+        f"{args.loop} event loop"
+    )
     print(f"{'measurement':<52} {'rate':>8}  {'unit':<12} {'CPU':>6}")
     rows = [
         (
@@ -294,8 +313,17 @@ def main() -> None:
     )
     print(
         f"    SmsService CPU per message end to end: {1e6 * service_cpu / n:.0f} us "
-        f"(smpplib codec: {1e6 * before_cpu / n:.0f} us; this process, all threads, "
-        f"incl. start/stop)"
+        f"(smpplib codec: {1e6 * before_cpu / n:.0f} us; plain client with DLRs: "
+        f"{1e6 * client_cpu / n:.0f} us; this process, all threads, incl. start/stop)"
+    )
+    print(
+        f"    writer (c): {service['commits']:.0f} commits, {service['rows']:.0f} rows "
+        f"({service['rows'] / n:.1f} per message, {service['rows'] / service['commits']:.0f} "
+        f"per commit), one commit every {1e3 * service['seconds'] / service['commits']:.0f} ms"
+    )
+    print(
+        f"    simulator (Node) CPU during (c): {1e6 * simulator_cpu / n:.0f} us per message, "
+        f"{pct(simulator_cpu, service_wall).strip()} of a core"
     )
     print(f"    Kannel: {kannel_note} (bearerbox + smsbox CPU)")
     if kannel_rate:

@@ -10,6 +10,8 @@ a temporary directory, receipts on --
 - end to end: the same until every message is final from its receipt
   (receipt stored before deliver_sm_resp); receipts/s is the receipt phase alone.
 
+Runs on uvloop, the loop the daemon runs on.
+
     .venv/bin/python bench/sms_service.py [--messages 20000] [--window 100]
 """
 
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 import structlog
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -152,6 +155,7 @@ async def service_run(sim: SmscSimulator, messages: int, window: int) -> dict[st
         final = time.perf_counter()
         stats = await service.stats("bench")
         await service.stop()
+        commits, rows = service.store_writes
         await store.close()
     assert stats.delivered == messages, stats
     return {
@@ -159,6 +163,9 @@ async def service_run(sim: SmscSimulator, messages: int, window: int) -> dict[st
         "submitted": messages / (service.last_answer - started),
         "end_to_end": messages / (final - started),
         "receipts": messages / (final - service.first_receipt),
+        "commits": commits,
+        "rows": rows,
+        "seconds": final - started,
     }
 
 
@@ -171,14 +178,14 @@ def main() -> None:
     with SmscSimulator() as sim:
         os.environ[PASSWORD_ENV] = sim.password
         sim.set_scenario(dlr_delay_ms=0)
-        asyncio.run(smsc_client_rate(sim, min(500, args.messages), args.window))  # warm-up
+        uvloop.run(smsc_client_rate(sim, min(500, args.messages), args.window))  # warm-up
         sim.reset()
-        baseline = asyncio.run(smsc_client_rate(sim, args.messages, args.window))
+        baseline = uvloop.run(smsc_client_rate(sim, args.messages, args.window))
         sim.reset()
         sim.set_scenario(dlr_delay_ms=50)
-        with_receipts = asyncio.run(client_with_receipts_rate(sim, args.messages, args.window))
+        with_receipts = uvloop.run(client_with_receipts_rate(sim, args.messages, args.window))
         sim.reset()
-        figures = asyncio.run(service_run(sim, args.messages, args.window))
+        figures = uvloop.run(service_run(sim, args.messages, args.window))
         stats = sim.stats()
     print(f"messages per run: {args.messages} (simulator on loopback, window {args.window})")
     print(f"SmscClient alone, no DLRs, no store:     {baseline:8.0f} submit_sm/s  (baseline)")

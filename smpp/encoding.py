@@ -28,6 +28,7 @@ the SMSC turns the 16-bit ``sar_msg_ref_num`` into a 16-bit reference UDH.
 from __future__ import annotations
 
 import enum
+import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,10 +109,21 @@ _UNKNOWN_ESCAPE_DISPLAY: Final = " "
 
 assert len(GSM7_BASIC) == 128
 
+# Whole-text checks and encodings in C (regex, str.translate) rather than per
+# character in Python: they run for every submitted message.
+_GSM7_ONLY: Final = re.compile(
+    "[" + "".join(re.escape(char) for char in [*_BASIC_ENCODE, *GSM7_EXTENSION]) + "]*"
+)
+_LATIN1_ONLY: Final = re.compile("[\x00-\xff]*")
+_GSM7_TRANSLATION: Final = str.maketrans(
+    {char: chr(code) for char, code in _BASIC_ENCODE.items()}
+    | {char: chr(ESCAPE) + chr(code) for char, code in GSM7_EXTENSION.items()}
+)
+
 
 def gsm7_encodable(text: str) -> bool:
     """True if every character is in the GSM 03.38 default or extension table."""
-    return all(char in _BASIC_ENCODE or char in GSM7_EXTENSION for char in text)
+    return _GSM7_ONLY.fullmatch(text) is not None
 
 
 def _gsm7_char(char: str) -> bytes:
@@ -126,7 +138,9 @@ def _gsm7_char(char: str) -> bytes:
 
 def encode_gsm7(text: str) -> bytes:
     """Unpacked septets, one per octet, as SMPP ``data_coding`` 0 carries them."""
-    return b"".join(_gsm7_char(char) for char in text)
+    if gsm7_encodable(text):
+        return text.translate(_GSM7_TRANSLATION).encode("latin-1")
+    return b"".join(_gsm7_char(char) for char in text)  # raises for the first bad one
 
 
 def decode_gsm7(data: bytes) -> str:
@@ -194,7 +208,7 @@ def unpack_septets(data: bytes, count: int, fill_bits: int = 0) -> bytes:
 
 
 def _latin1_encodable(text: str) -> bool:
-    return all(ord(char) <= 0xFF for char in text)
+    return _LATIN1_ONLY.fullmatch(text) is not None
 
 
 def choose_coding(text: str, allow_latin1: bool) -> Coding:
@@ -328,10 +342,6 @@ def _chunks(text: str, coding: Coding, limit: int) -> Iterator[bytes]:
         yield bytes(piece)
 
 
-def _text_units(text: str, coding: Coding) -> int:
-    return sum(_units(char, coding) for char in text)
-
-
 def _udh(method: ConcatMethod, ref: int, total: int, seqnum: int) -> bytes:
     if method == "udh8":
         # UDHL 5, IEI 0x00 (concatenated SMS, 8-bit reference), IEDL 3.
@@ -363,8 +373,9 @@ def split_message(text: str, coding: Coding, method: ConcatMethod, ref: int) -> 
             )
         return [Segment(b"", data_coding, message_payload=payload)]
 
-    if _text_units(text, coding) <= segment_limit(coding, None):
-        return [Segment(encode_text(text, coding), data_coding)]
+    encoded = encode_text(text, coding)
+    if len(encoded) // _UNIT_OCTETS[coding] <= segment_limit(coding, None):
+        return [Segment(encoded, data_coding)]
 
     pieces = list(_chunks(text, coding, segment_limit(coding, method)))
     total = len(pieces)

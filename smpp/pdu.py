@@ -638,6 +638,7 @@ class _FastEncoder:
         "mandatory",
         "slow",
         "specs",
+        "tlv_names",
         "tlvs",
     )
 
@@ -678,6 +679,7 @@ class _FastEncoder:
                 slow.add(name)
         self.tlvs = tuple(tlvs)
         """(name, tag, int size, struct format for ints or None for octet strings), in order."""
+        self.tlv_names = frozenset(name for name, *_ in tlvs)
         self.slow = frozenset(slow)
         """C-string TLVs (smpplib writes UTF-8 after a character count) and flag
         TLVs (smpplib writes nothing): such parameters take the smpplib path."""
@@ -715,7 +717,9 @@ class _FastEncoder:
                 body.append(0)
             elif isinstance(value, bytes) and value:
                 body += value
-        for name, tag, size, int_format in self.tlvs:
+        for name, tag, size, int_format in (
+            self.tlvs if not self.tlv_names.isdisjoint(fields) else ()
+        ):
             value = fields.get(name)
             if value is None:
                 continue

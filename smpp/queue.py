@@ -205,6 +205,14 @@ _RECEIPT_FIELD: Final = re.compile(
     r"(?i)(?:^|\s)(id|sub|dlvrd|submit date|done date|stat|err):\s*(\S*)"
 )
 _RECEIPT_TEXT: Final = re.compile(r"(?i)(?:^|\s)text:")
+_USUAL_RECEIPT_KEYS: Final = (
+    *("id", "sub", "dlvrd", "submit date", "done date", "stat", "err"),
+    "text",
+)
+_USUAL_RECEIPT: Final = re.compile(
+    r"(?is)id:(\S+) sub:(\S+) dlvrd:(\S+) submit date:(\S+) done date:(\S+)"
+    r" stat:(\S+) err:(\S+)(?: text:(.*))?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,9 +237,24 @@ class DeliveryReceipt:
         return self.stat in RECEIPT_OUTCOMES and self.outcome is not None
 
 
+def _failure_rank(stat: str | None) -> int:
+    return _FINAL_ORDER.index(stat) if stat in _FINAL_ORDER else len(_FINAL_ORDER)
+
+
 def parse_receipt_text(text: str) -> dict[str, str]:
     """The `key:value` fields of a receipt text, lower-case keys; tolerant of
     missing, reordered and extra fields. Everything after `text:` is the text."""
+    usual = _USUAL_RECEIPT.fullmatch(text)
+    if usual is not None:  # one regex pass for the layout nearly every SMSC sends
+        fields = dict(zip(_USUAL_RECEIPT_KEYS, usual.groups(), strict=True))
+        if fields["text"] is None:
+            del fields["text"]
+        return fields
+    return tolerant_receipt_fields(text)
+
+
+def tolerant_receipt_fields(text: str) -> dict[str, str]:
+    """`parse_receipt_text` for any layout (field by field)."""
     found = _RECEIPT_TEXT.search(text)
     head, tail = (text[: found.start()], text[found.end() :]) if found else (text, None)
     fields = {key.lower(): value for key, value in _RECEIPT_FIELD.findall(head)}
@@ -310,8 +333,10 @@ SegmentKey = tuple[str, int]
 _IndexKey = tuple[str, str, str]  # (smsc, kind: x exact | d decimal | h hex, value)
 
 
-def _id_keys(smsc: str, message_id: str) -> list[_IndexKey]:
-    decimal, hexadecimal = canonical_ids(message_id)
+def _id_keys(
+    smsc: str, message_id: str, ids: tuple[str | None, str | None] | None = None
+) -> list[_IndexKey]:
+    decimal, hexadecimal = canonical_ids(message_id) if ids is None else ids
     keys: list[_IndexKey] = [(smsc, "x", message_id)]
     if decimal is not None:
         keys.append((smsc, "d", decimal))
@@ -320,10 +345,10 @@ def _id_keys(smsc: str, message_id: str) -> list[_IndexKey]:
     return keys
 
 
-def _lookup_order(smsc: str, message_id: str) -> list[list[_IndexKey]]:
-    """Keys to try for an id seen elsewhere, in tiers: the exact string; the same
-    number in the same base (leading zeros, case, 0x); the same number across
-    bases (one side hex, the other decimal)."""
+def _numeric_tiers(smsc: str, message_id: str) -> list[list[_IndexKey]]:
+    """Keys to try for an id seen elsewhere after the exact string, in tiers: the
+    same number in the same base (leading zeros, case, 0x); the same number
+    across bases (one side hex, the other decimal)."""
     decimal, hexadecimal = canonical_ids(message_id)
     same: list[_IndexKey] = []
     cross: list[_IndexKey] = []
@@ -333,16 +358,16 @@ def _lookup_order(smsc: str, message_id: str) -> list[list[_IndexKey]]:
     if hexadecimal is not None:
         same.append((smsc, "h", hexadecimal))
         cross.append((smsc, "d", hexadecimal))
-    return [[(smsc, "x", message_id)], same, cross]
+    return [same, cross]
 
 
 class ReceiptIndex:
     """Maps (SMSC, message id as spelled anywhere) to the value stored under it.
 
-    Lookup goes tier by tier (`_lookup_order`) and stops at the first tier with
-    exactly one candidate; several candidates in one tier are ambiguous and
-    match nothing (the receipt is kept unmatched and logged, never applied to
-    a guess).
+    Lookup tries the exact string, then tier by tier (`_numeric_tiers`), and
+    stops at the first tier with exactly one candidate; several candidates in
+    one tier are ambiguous and match nothing (the receipt is kept unmatched
+    and logged, never applied to a guess).
     """
 
     def __init__(self) -> None:
@@ -355,8 +380,15 @@ class ReceiptIndex:
     def __contains__(self, value: SegmentKey) -> bool:
         return value in self._by_value
 
-    def add(self, smsc: str, message_id: str, value: SegmentKey) -> None:
-        keys = _id_keys(smsc, message_id)
+    def add(
+        self,
+        smsc: str,
+        message_id: str,
+        value: SegmentKey,
+        ids: tuple[str | None, str | None] | None = None,
+    ) -> None:
+        """`ids`: `canonical_ids(message_id)` if the caller has them already."""
+        keys = _id_keys(smsc, message_id, ids)
         self._by_value[value] = keys
         for key in keys:
             self._keys.setdefault(key, set()).add(value)
@@ -370,7 +402,12 @@ class ReceiptIndex:
                     del self._keys[key]
 
     def find(self, smsc: str, message_id: str) -> SegmentKey | None:
-        for tier in _lookup_order(smsc, message_id):
+        if not self._keys:
+            return None
+        exact = self._keys.get((smsc, "x", message_id))
+        if exact:  # the first tier, without reading the id as numbers
+            return next(iter(exact)) if len(exact) == 1 else None
+        for tier in _numeric_tiers(smsc, message_id):
             found: set[SegmentKey] = set()
             for key in tier:
                 found |= self._keys.get(key, set())
@@ -660,7 +697,8 @@ class SmsQueue:
         segment.status = SegmentStatus.ACCEPTED
         segment.smsc = smsc
         segment.smsc_message_id = smsc_message_id
-        decimal, hexadecimal = canonical_ids(smsc_message_id) if smsc_message_id else (None, None)
+        ids = canonical_ids(smsc_message_id) if smsc_message_id else (None, None)
+        decimal, hexadecimal = ids
         self._segment_change(
             message.id,
             segment.seq,
@@ -673,9 +711,10 @@ class SmsQueue:
             submitted_at=now,
         )
         if smsc_message_id:
-            self._index.add(smsc, smsc_message_id, key)
-        if message.state in (M.QUEUED, M.SUBMITTING) and all(
-            s.status is SegmentStatus.ACCEPTED for s in message.segments
+            self._index.add(smsc, smsc_message_id, key, ids)
+        if message.state in (M.QUEUED, M.SUBMITTING) and (
+            len(message.segments) == 1
+            or all(s.status is SegmentStatus.ACCEPTED for s in message.segments)
         ):
             self._move(message, Trigger.ALL_ACCEPTED, now)
             self._message_change(message, now, submitted_at=now, next_attempt_at=None)
@@ -794,16 +833,25 @@ class SmsQueue:
         return ReceiptMatch(key, duplicate=False)
 
     def _settle(self, message: QueuedMessage, now: float) -> None:
-        """Final state from the segments' receipts, once they say enough."""
-        stats = [segment.dlr_state for segment in message.segments]
-        final = [s for s in stats if s is not None and RECEIPT_OUTCOMES.get(s) is not None]
-        bad = [s for s in final if RECEIPT_OUTCOMES[s] is not Trigger.DELIVERED]
-        if bad:
-            worst = min(bad, key=lambda s: _FINAL_ORDER.index(s) if s in _FINAL_ORDER else 99)
+        """Final state from the segments' receipts, once they say enough: the worst
+        failure (`_FINAL_ORDER`, first one on a tie) as soon as there is one."""
+        worst: str | None = None
+        final = 0
+        for segment in message.segments:
+            stat = segment.dlr_state
+            outcome = RECEIPT_OUTCOMES.get(stat) if stat is not None else None
+            if outcome is None:
+                continue
+            final += 1
+            if outcome is not Trigger.DELIVERED and (
+                worst is None or _failure_rank(stat) < _failure_rank(worst)
+            ):
+                worst = stat
+        if worst is not None:
             trigger = RECEIPT_OUTCOMES[worst]
             assert trigger is not None
             self._finish(message, trigger, now, error=f"receipt {worst}")
-        elif len(final) == len(stats):
+        elif final == len(message.segments):
             self._finish(message, Trigger.DELIVERED, now)
 
     def _keep_orphan(self, orphan: _Orphan, now: float) -> None:

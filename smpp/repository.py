@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -133,6 +134,19 @@ class WriteBatch:
             or self.counters
         )
 
+    def row_count(self) -> int:
+        return (
+            len(self.messages)
+            + len(self.segments)
+            + len(self.message_updates)
+            + len(self.segment_updates)
+            + len(self.dlr_events)
+            + len(self.dlr_matches)
+            + len(self.mo)
+            + len(self.mo_deliveries)
+            + len(self.counters)
+        )
+
     def fold_updates_into_inserts(self) -> None:
         """Updates to rows inserted in this batch become part of the insert."""
         if not self.messages:
@@ -152,11 +166,26 @@ def _grouped(updates: Mapping[Any, Row]) -> dict[tuple[str, ...], list[tuple[Any
     return groups
 
 
+def _same_columns(rows: list[Row]) -> dict[tuple[str, ...], list[Row]]:
+    """Inserts grouped by their columns in the order the row was built (rows from
+    one builder share it; no sorting per row)."""
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return groups
+
+
+# SQLAlchemy reserves a column's own name for the SET clause's implicit
+# parameter: the explicit ones are "v_" + column, and the rows keep plain column
+# names (`_row_tuple` maps the parameter order back to them).
+VALUE_PREFIX: Final = "v_"
+
+
 def _message_update(columns: tuple[str, ...]) -> Any:
     return (
         update(sms_messages)
         .where(sms_messages.c.id == bindparam("k_id"))
-        .values({c: bindparam("v_" + c) for c in columns})
+        .values({c: bindparam(VALUE_PREFIX + c) for c in columns})
     )
 
 
@@ -169,7 +198,7 @@ def _segment_update(columns: tuple[str, ...]) -> Any:
                 sms_segments.c.seq == bindparam("k_seq"),
             )
         )
-        .values({c: bindparam("v_" + c) for c in columns})
+        .values({c: bindparam(VALUE_PREFIX + c) for c in columns})
     )
 
 
@@ -177,8 +206,20 @@ def _receipt_match_update() -> Any:
     return (
         update(sms_dlr_events)
         .where(sms_dlr_events.c.id == bindparam("k_id"))
-        .values(message_id=bindparam("v_mid"), seq=bindparam("v_seq"))
+        .values(
+            message_id=bindparam(VALUE_PREFIX + "message_id"), seq=bindparam(VALUE_PREFIX + "seq")
+        )
     )
+
+
+def _row_tuple(parameters: Sequence[str]) -> Callable[[Row], tuple[Any, ...]]:
+    """A row's values in the statement's parameter order (itemgetter returns a bare
+    value for one name)."""
+    names = [p.removeprefix(VALUE_PREFIX) for p in parameters]
+    if len(names) == 1:
+        name = names[0]
+        return lambda row: (row[name],)
+    return operator.itemgetter(*names)
 
 
 class SmsRepository:
@@ -187,7 +228,7 @@ class SmsRepository:
     def __init__(self, store: Store) -> None:
         self._engine: AsyncEngine = store.engine
         self._dialect = self._engine.dialect.name
-        self._compiled: dict[tuple[object, ...], tuple[Any, tuple[str, ...] | None]] = {}
+        self._compiled: dict[tuple[object, ...], tuple[Any, Callable[[Row], Any] | None]] = {}
 
     async def apply(self, batch: WriteBatch) -> None:
         async with self._engine.begin() as conn:
@@ -201,32 +242,21 @@ class SmsRepository:
             (sms_mo, batch.mo),
             (sms_mo_deliveries, batch.mo_deliveries),
         ):
-            for columns, group in _grouped(dict(enumerate(rows))).items():
-                await self._many(
-                    conn,
-                    ("insert", table.name, columns),
-                    table.insert,
-                    [values for _, values in group],
-                )
+            for columns, group in _same_columns(rows).items():
+                await self._many(conn, ("insert", table.name, columns), table.insert, group)
         for columns, items in _grouped(batch.message_updates).items():
             await self._many(
                 conn,
                 ("update", "sms_messages", columns),
                 functools.partial(_message_update, columns),
-                [
-                    {"k_id": key, **{"v_" + c: v for c, v in values.items()}}
-                    for key, values in items
-                ],
+                [{**values, "k_id": key} for key, values in items],
             )
         for columns, items in _grouped(batch.segment_updates).items():
             await self._many(
                 conn,
                 ("update", "sms_segments", columns),
                 functools.partial(_segment_update, columns),
-                [
-                    {"k_mid": key[0], "k_seq": key[1], **{"v_" + c: v for c, v in values.items()}}
-                    for key, values in items
-                ],
+                [{**values, "k_mid": key[0], "k_seq": key[1]} for key, values in items],
             )
         if batch.dlr_matches:
             await self._many(
@@ -234,7 +264,7 @@ class SmsRepository:
                 ("update", "sms_dlr_events", ("message_id", "seq")),
                 _receipt_match_update,
                 [
-                    {"k_id": event, "v_mid": key[0], "v_seq": key[1]}
+                    {"k_id": event, "message_id": key[0], "seq": key[1]}
                     for event, key in batch.dlr_matches.items()
                 ],
             )
@@ -263,13 +293,13 @@ class SmsRepository:
             result = statement.compile(dialect=self._engine.dialect, column_keys=names)
             order = result.positiontup
             # A named paramstyle (no positions): let SQLAlchemy bind.
-            compiled = (statement, None) if order is None else (result.string, tuple(order))
+            compiled = (statement, None) if order is None else (result.string, _row_tuple(order))
             self._compiled[key] = compiled
-        target, order = compiled
-        if order is None:
+        target, as_tuple = compiled
+        if as_tuple is None:
             await conn.execute(target, rows)
         else:
-            await conn.exec_driver_sql(target, [tuple(row[name] for name in order) for row in rows])
+            await conn.exec_driver_sql(target, list(map(as_tuple, rows)))
 
     def _counter_upsert(self) -> Any:
         table = sms_daily_counters
@@ -486,8 +516,15 @@ class _PendingInsert:
 class SmsWriter:
     """Write-behind with group commit; one task, one transaction per batch."""
 
-    def __init__(self, repository: SmsRepository, max_batch: int) -> None:
+    def __init__(
+        self,
+        repository: SmsRepository,
+        max_batch: int,
+        take_changes: Callable[[], Changes] = Changes,
+    ) -> None:
         self._repository = repository
+        self._take_changes = take_changes
+        """The queue's row changes, taken when a batch is built (not per event)."""
         self._max_batch = max_batch
         self._inserts: list[_PendingInsert] = []
         self._next = WriteBatch()
@@ -497,6 +534,9 @@ class SmsWriter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
+        """Transactions committed."""
+        self.rows = 0
+        """Rows inserted or updated by them."""
         self.failures = 0
 
     def start(self) -> None:
@@ -511,16 +551,25 @@ class SmsWriter:
         self._poke()
         return done
 
-    def changes(self, changes: Changes) -> None:
-        """Merge the queue's row changes into the next batch (no one waits for them)."""
+    def changes_ready(self) -> None:
+        """The queue has row changes: write them with the next batch (no one waits)."""
+        self._poke()
+
+    def _take_queue_changes(self) -> None:
+        """Merge the queue's changes into the next batch; newer values win."""
+        changes = self._take_changes()
         batch = self._next
-        for message_id, values in changes.messages.items():
-            batch.message_updates.setdefault(message_id, {}).update(values)
-        for key, values in changes.segments.items():
-            batch.segment_updates.setdefault(key, {}).update(values)
+        if not batch.message_updates:
+            batch.message_updates = changes.messages
+        else:
+            for message_id, values in changes.messages.items():
+                batch.message_updates.setdefault(message_id, {}).update(values)
+        if not batch.segment_updates:
+            batch.segment_updates = changes.segments
+        else:
+            for key, values in changes.segments.items():
+                batch.segment_updates.setdefault(key, {}).update(values)
         batch.dlr_matches.update(changes.receipts)
-        if changes.messages or changes.segments or changes.receipts:
-            self._poke()
 
     def update_message(self, message_id: str, **values: object) -> None:
         self._next.message_updates.setdefault(message_id, {}).update(values)
@@ -561,6 +610,7 @@ class SmsWriter:
                 await asyncio.sleep(0)
 
     def _pending(self) -> bool:
+        self._take_queue_changes()
         return bool(self._inserts or self._next or self._durable)
 
     def _poke(self) -> None:
@@ -589,6 +639,7 @@ class SmsWriter:
     async def _write_once(self) -> None:
         inserts = self._inserts[: self._max_batch]
         del self._inserts[: self._max_batch]
+        self._take_queue_changes()
         batch, self._next = self._next, WriteBatch()
         durable, self._durable = self._durable, []
         for item in inserts:
@@ -615,6 +666,7 @@ class SmsWriter:
             await asyncio.sleep(WRITE_RETRY_DELAY)
             return
         self.batches += 1
+        self.rows += batch.row_count()
         for item in inserts:
             if not item.done.done():
                 item.done.set_result(True)

@@ -25,7 +25,7 @@ short codes and kept as received."""
 _ALPHANUMERIC: Final = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ._-]{1,11}$")
 _SHORT_CODE: Final = re.compile(r"^[0-9]{3,8}$")
 _STRICT_E164: Final = re.compile(rf"^\+[1-9][0-9]{{{MIN_E164_DIGITS - 1},14}}$")
-_COUNTRY_CODES: Final = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+_COUNTRY_PREFIXES: Final = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 
 
 class BadNumberError(ValueError):
@@ -45,8 +45,10 @@ class NumberNormaliser:
 
     def _e164(self, number: str) -> str:
         text = number.strip()
-        if _STRICT_E164.match(text) and any(
-            int(text[1 : 1 + length]) in _COUNTRY_CODES for length in (1, 2, 3)
+        if _STRICT_E164.match(text) and (
+            text[1:2] in _COUNTRY_PREFIXES
+            or text[1:3] in _COUNTRY_PREFIXES
+            or text[1:4] in _COUNTRY_PREFIXES
         ):
             # Already E.164 with a known country code: the hot path of API and
             # bulk submissions, spared phonenumbers' full parse.

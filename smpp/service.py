@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import os
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -48,6 +50,7 @@ from smpp.encoding import (
 )
 from smpp.pdu import CommandStatus, ParamValue, PduEncodeError
 from smpp.queue import (
+    Changes,
     DeliveryReceipt,
     MessageState,
     QueuedMessage,
@@ -94,17 +97,32 @@ INTERNATIONAL: Final = 1
 ISDN: Final = 1
 
 
+_id_bits = random.Random(os.urandom(16))  # noqa: S311 - unique ids, not secrets; no syscall each
+os.register_at_fork(after_in_child=lambda: _id_bits.seed(os.urandom(16)))
+SECONDS_PER_DAY: Final = 86_400
+
+
 def new_id(now: float) -> str:
     """Time-ordered, unique without coordination: ms since the epoch + 48 random bits."""
-    return f"{int(now * 1000):011x}{os.urandom(6).hex()}"
+    return f"{int(now * 1000):011x}{_id_bits.getrandbits(48):012x}"
 
 
 def utc_day(now: float) -> str:
-    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d")
+    return _utc_day_number(int(now // SECONDS_PER_DAY))
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_day_number(day: int) -> str:
+    return dt.datetime.fromtimestamp(day * SECONDS_PER_DAY, dt.UTC).strftime("%Y-%m-%d")
 
 
 def smpp_absolute_time(epoch: float) -> str:
     """SMPP 3.4 §7.1.1 absolute time in UTC: YYMMDDhhmmsstnnp."""
+    return _absolute_time_second(int(epoch))
+
+
+@functools.lru_cache(maxsize=1024)  # formatted per message otherwise: one per second is enough
+def _absolute_time_second(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%y%m%d%H%M%S") + "000+"
 
 
@@ -155,7 +173,6 @@ class SmsService(SmscHandler):
         self._limits = SubmitLimits(config.accounts)
         self._references = {8: ConcatReferences(8), 16: ConcatReferences(16)}
         self._repository = SmsRepository(store)
-        self._writer = SmsWriter(self._repository, config.write_batch)
         pacing = {
             entry.account: TokenBucket(entry.send_rate, float(entry.send_burst))
             for entry in config.accounts
@@ -168,6 +185,7 @@ class SmsService(SmscHandler):
             orphan_ttl=config.orphan_dlr_ttl,
             orphan_max=config.orphan_dlr_max,
         )
+        self._writer = SmsWriter(self._repository, config.write_batch, self._take_changes)
         self._outgoing: dict[str, _Outgoing] = {}
         self._idempotent: dict[tuple[str, str], asyncio.Future[SubmitResult]] = {}
         self._clients: dict[str, SmscClient] = {}
@@ -177,6 +195,7 @@ class SmsService(SmscHandler):
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
+        self._progress_watched = False
         self._stopping = False
         self._started = False
         self.possible_duplicates = 0
@@ -187,6 +206,11 @@ class SmsService(SmscHandler):
     @property
     def clients(self) -> dict[str, SmscClient]:
         return dict(self._clients)
+
+    @property
+    def store_writes(self) -> tuple[int, int]:
+        """(transactions committed, rows written) since start: what group commit buys."""
+        return self._writer.batches, self._writer.rows
 
     async def start(self) -> None:
         """Recover what the last run left, then connect to the SMSCs and start sending."""
@@ -308,9 +332,13 @@ class SmsService(SmscHandler):
     async def wait_final(self, message_ids: Iterable[str], timeout: float) -> bool:
         """Wait until every message is final (and stored); False on timeout."""
         wanted = list(message_ids)
+        done = 0  # wanted[:done] are final (a final message never comes back)
         try:
             async with asyncio.timeout(timeout):
-                while any(self._queue.get(m) is not None for m in wanted):
+                while done < len(wanted):
+                    if self._queue.get(wanted[done]) is None:
+                        done += 1
+                        continue
                     await self._wait_progress()
                 await self._writer.flush()
         except TimeoutError:
@@ -318,11 +346,14 @@ class SmsService(SmscHandler):
         return True
 
     async def _wait_progress(self) -> None:
+        self._progress_watched = True
         await self._progress.wait()
 
     def _notify_progress(self) -> None:
-        self._progress.set()
-        self._progress = asyncio.Event()
+        if self._progress_watched:  # a fresh Event per queue input only when awaited
+            self._progress_watched = False
+            self._progress.set()
+            self._progress = asyncio.Event()
 
     # -------------------------------------------------------------- submitting
 
@@ -624,13 +655,15 @@ class SmsService(SmscHandler):
         self._wake.set()
 
     def _collect_changes(self) -> None:
+        """After a queue input: the writer takes the changes with its next batch."""
+        self._writer.changes_ready()
+        self._notify_progress()
+
+    def _take_changes(self) -> Changes:
         changes = self._queue.take_changes()
-        if not changes:
-            return
-        self._writer.changes(changes)
         for message_id in changes.finished:
             self._outgoing.pop(message_id, None)
-        self._notify_progress()
+        return changes
 
     # -------------------------------------------------------------- SmscHandler
 

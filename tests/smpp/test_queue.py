@@ -28,6 +28,7 @@ from smpp.queue import (
     parse_receipt,
     parse_receipt_text,
     retry_delay,
+    tolerant_receipt_fields,
     transition,
 )
 
@@ -334,6 +335,32 @@ def test_receipt_text_full() -> None:
     assert fields["id"] == "0123456789" and fields["stat"] == "DELIVRD"
     assert fields["submit date"] == "2401011200" and fields["done date"] == "2401011201"
     assert fields["text"] == "Hello stat:UNDELIV"  # the text cannot fake a field
+
+
+_VALUE = st.text(st.sampled_from("0aZ:_-tex\x00é"), max_size=6)
+_SEPARATOR = st.sampled_from([" ", " ", " ", "  ", "\t", "\n"])
+
+
+@given(
+    values=st.lists(_VALUE, min_size=7, max_size=7),
+    separators=st.lists(_SEPARATOR, min_size=8, max_size=8),
+    upper=st.booleans(),
+    text=st.one_of(st.none(), st.text(max_size=20)),
+    trailer=st.sampled_from(["", " ", " extra:1", "x"]),
+)
+def test_usual_receipt_layout_reads_as_the_tolerant_parser(
+    values: list[str], separators: list[str], upper: bool, text: str | None, trailer: str
+) -> None:
+    """The one-regex path for the usual layout gives what the field-by-field
+    parser gives, for odd values and spacing too (those fall through to it)."""
+    keys = ["id", "sub", "dlvrd", "submit date", "done date", "stat", "err"]
+    parts = [
+        f"{key.upper() if upper else key}:{value}" for key, value in zip(keys, values, strict=True)
+    ]
+    pairs = zip(separators[:6], parts[1:], strict=True)
+    receipt = parts[0] + "".join(sep + part for sep, part in pairs)
+    receipt += trailer if text is None else f"{separators[7]}text:{text}"
+    assert parse_receipt_text(receipt) == tolerant_receipt_fields(receipt)
 
 
 def test_receipt_text_tolerates_missing_and_odd_fields() -> None:
