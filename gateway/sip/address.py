@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from gateway.sip.errors import SipParseError, bad_header
 from gateway.sip.grammar import (
@@ -22,11 +23,14 @@ from gateway.sip.grammar import (
     unescape_quoted,
 )
 from gateway.sip.uri import (
+    MEMO_MAX_CHARS,
+    PARSED_VALUE_CACHE,
     SCHEME_RE,
     SIP_SCHEMES,
     SIP_URI_SHAPE,
     SipUri,
     looks_like_sip_uri,
+    parse_uri,
 )
 
 _DISPLAY_TOKENS_RE = re.compile(f"[{TOKEN_CHARS}]+(?:[ \\t]+[{TOKEN_CHARS}]+)*")
@@ -72,7 +76,7 @@ class NameAddress:
     @property
     def sip_uri(self) -> SipUri:
         """The URI parsed as sip/sips/tel; SipParseError for other schemes."""
-        return SipUri.parse(self.uri)
+        return parse_uri(self.uri)
 
     def __str__(self) -> str:
         if self.is_wildcard:
@@ -100,7 +104,19 @@ def _check_uri(uri: str, header: str) -> None:
 
 
 def parse_name_addr(value: str, header: str, *, allow_wildcard: bool = False) -> NameAddress:
-    """Parse one address value; errors are 400 naming `header`."""
+    """Parse one address value; errors are 400 naming `header`.
+
+    Results for values of usual length are memoised (a UA repeats its
+    From/To/Contact in every REGISTER and in the answer to a challenge); they
+    are shared, so never mutate one. Errors are not memoised: a bad value is
+    parsed again each time.
+    """
+    if len(value) <= MEMO_MAX_CHARS:
+        return _memoised_name_addr(value, header, allow_wildcard)
+    return _parse_name_addr(value, header, allow_wildcard)
+
+
+def _parse_name_addr(value: str, header: str, allow_wildcard: bool) -> NameAddress:
     fast = _FAST_NAME_ADDR_RE.fullmatch(value)
     if fast is not None:
         quoted, token_display, uri, param_text = fast.groups()
@@ -143,6 +159,9 @@ def parse_name_addr(value: str, header: str, *, allow_wildcard: bool = False) ->
     _check_uri(uri, header)
     params = parse_params(param_text, header) if semicolon else {}
     return NameAddress(uri, None, params)
+
+
+_memoised_name_addr = lru_cache(maxsize=PARSED_VALUE_CACHE)(_parse_name_addr)
 
 
 def _simple_params(text: str) -> dict[str, str | None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ class SipEdge:
         self._closers: list[Callable[[], None]] = []
         self._sweeper: asyncio.Task[None] | None = None
         self.local_responses: LocalResponseSink | None = None
-        self._blocked_agents = _lowered(config.protection.user_agent_blocklist)
+        self._blocked_agents = _agent_matcher(config.protection.user_agent_blocklist)
         # Metric children by label value: labels() costs a lock and a tuple per call.
         self._requests_by_method: dict[str, Counter] = {}
         self._responses_by_status: dict[int, Counter] = {}
@@ -236,7 +237,7 @@ class SipEdge:
         """Apply live-changeable settings (listeners stay as bound)."""
         self.config = config
         self.directory = directory
-        self._blocked_agents = _lowered(config.protection.user_agent_blocklist)
+        self._blocked_agents = _agent_matcher(config.protection.user_agent_blocklist)
         self.access.update(config, directory)
 
     def stop_accepting(self) -> None:
@@ -341,11 +342,10 @@ class SipEdge:
                 self._requests_by_method[method] = counter
         counter.inc()
         user_agent = request.headers.get("User-Agent")
-        if user_agent and self._blocked_agents:
-            lowered = user_agent.lower()
-            if any(bad in lowered for bad in self._blocked_agents):
-                self.metrics.sip_dropped.labels(reason="user_agent").inc()
-                return
+        blocked = self._blocked_agents
+        if user_agent and blocked is not None and blocked.search(user_agent) is not None:
+            self.metrics.sip_dropped.labels(reason="user_agent").inc()
+            return
         in_dialog = to_address(request).tag is not None
         if method == "ACK":
             if to_address(request).tag == stateless_tag(request):
@@ -539,8 +539,11 @@ class SipEdge:
         )
 
 
-def _lowered(blocklist: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(bad.lower() for bad in blocklist)
+def _agent_matcher(blocklist: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One case-insensitive substring search for the whole blocklist (None: empty)."""
+    if not blocklist:
+        return None
+    return re.compile("|".join(re.escape(bad) for bad in blocklist), re.IGNORECASE)
 
 
 def _upstream(config: SipConfig, engine: Address) -> Address:

@@ -32,7 +32,7 @@ from gateway.sip.fields import (
 from gateway.sip.headers import Headers
 from gateway.sip.limits import ParseLimits
 from gateway.sip.parser import SIP_VERSION, Head, parse_head
-from gateway.sip.uri import SipUri
+from gateway.sip.uri import SipUri, parse_uri
 
 __all__ = [
     "ParseLimits",
@@ -174,15 +174,18 @@ def content_length(msg: SipMessage) -> int | None:
 
 def expires(msg: SipMessage) -> int | None:
     """Expires header in seconds (clamped to 2**32-1), None when absent."""
-    value = msg.headers.get("Expires")
-    return None if value is None else parse_delta_seconds(value)
+    cache = msg.cache
+    if "expires" not in cache:
+        value = msg.headers.get("Expires")
+        cache["expires"] = None if value is None else parse_delta_seconds(value)
+    return cast("int | None", cache["expires"])
 
 
 def request_uri(msg: SipRequest) -> SipUri:
     """The Request-URI parsed (sip/sips/tel; 400 "Bad URI" otherwise)."""
     value = msg.cache.get("request-uri")
     if value is None:
-        value = msg.cache["request-uri"] = SipUri.parse(msg.uri)
+        value = msg.cache["request-uri"] = parse_uri(msg.uri)
     return cast(SipUri, value)
 
 
@@ -194,7 +197,9 @@ def _validate(msg: SipMessage) -> None:
     Other headers were checked for basic syntax (name a token, no bare CR or
     LF) by the parser and are parsed only by whoever reads them.
     """
-    index = msg.headers._lookup()
+    headers = msg.headers
+    index = headers._lookup()
+    fields = headers._fields
     for key, name in _SINGLE:
         positions = index.get(key)
         if positions is not None and len(positions) > 1:
@@ -202,16 +207,18 @@ def _validate(msg: SipMessage) -> None:
     for key, name in _MANDATORY:
         if key not in index:
             raise missing_header(name)
-    number_method = cseq(msg)
+    # The accessors' work inlined (one value each: duplicates were refused above).
+    cache = msg.cache
+    number_method = cache["cseq"] = parse_cseq(fields[index["cseq"][0]][2])
     if isinstance(msg, SipRequest) and number_method.method != msg.method:
         raise bad_header("CSeq", "method does not match the Request-Line")  # mismatch01/02
-    call_id(msg)
-    from_address(msg)
-    to_address(msg)
+    cache["call-id"] = parse_call_id(fields[index["call-id"][0]][2])
+    cache["from"] = parse_name_addr(fields[index["from"][0]][2], "From")
+    cache["to"] = parse_name_addr(fields[index["to"][0]][2], "To")
     if not vias(msg):
         raise missing_header("Via")
     if "max-forwards" in index:
-        max_forwards(msg)
+        parse_max_forwards(fields[index["max-forwards"][0]][2])
     if "contact" in index:
         contacts(msg)
     if "expires" in index:
@@ -294,11 +301,8 @@ def serialize(msg: SipMessage) -> bytes:
     return "\r\n".join(lines).encode("utf-8", "surrogateescape") + msg.body
 
 
-def _first_field(request: SipRequest, key: str, name: str) -> tuple[str, str, str]:
-    positions = request.headers._lookup().get(key)
-    if not positions:
-        raise missing_header(name)
-    return request.headers._fields[positions[0]]
+# Copied into every response after the Vias, in this order (RFC 3261 §8.2.6.2).
+_COPIED = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 
 
 def make_response(
@@ -321,15 +325,17 @@ def make_response(
     fields = source._fields
     index = source._lookup()
     out = [fields[i] for i in index.get("via", ())]
-    out.append(_first_field(request, "from", "From"))
-    to_field = _first_field(request, "to", "To")
-    if to_tag is not None and to_address(request).tag is None:
-        to_field = (to_field[0], to_field[1], f"{to_field[2]};tag={to_tag}")
-    out.append(to_field)
-    out.append(_first_field(request, "call-id", "Call-ID"))
-    out.append(_first_field(request, "cseq", "CSeq"))
+    for key, name in _COPIED:
+        positions = index.get(key)
+        if not positions:
+            raise missing_header(name)
+        field = fields[positions[0]]
+        if key == "to" and to_tag is not None and to_address(request).tag is None:
+            field = (field[0], field[1], f"{field[2]};tag={to_tag}")
+        out.append(field)
     if status == 100 and "timestamp" in index:
         out.append(fields[index["timestamp"][0]])
     checked = Headers._checked
-    out.extend(checked(name, value) for name, value in headers)
+    for name, value in headers:
+        out.append(checked(name, value))
     return SipResponse(status, reason, Headers._trusted(out), body)

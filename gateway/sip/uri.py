@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import quote as _pct_quote
 
 from gateway.sip.errors import SipParseError, bad_request
@@ -26,6 +27,11 @@ _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?")
 _IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _TEL_RE = re.compile(r"[0-9A-Fa-f*#+\-.()pPwW]+")
 _MAX_PORT = 65535
+PARSED_VALUE_CACHE = 4096
+"""Entries per memo of parsed header values: enough for the active UAs of a busy
+edge; beyond it the least recently used are parsed again, never wrong."""
+MEMO_MAX_CHARS = 256
+"""Longer values are parsed every time, so the memos stay a few MB whatever peers send."""
 # Structural shape of a sip/sips URI in one linear regex; `looks_like_sip_uri`
 # uses it so header validation need not build a SipUri per address.
 SIP_URI_SHAPE = (
@@ -197,3 +203,13 @@ def _parse_uri_params(items: list[str], text: str) -> dict[str, str | None]:
             raise _bad(f"bad parameter value {item!r} in {text!r}")
         params[name.lower()] = value if equals else None
     return params
+
+
+def parse_uri(text: str) -> SipUri:
+    """`SipUri.parse`, memoised for usual lengths: results are shared, so never mutate one."""
+    if len(text) <= MEMO_MAX_CHARS:
+        return _memoised_uri(text)
+    return SipUri.parse(text)
+
+
+_memoised_uri = lru_cache(maxsize=PARSED_VALUE_CACHE)(SipUri.parse)

@@ -103,9 +103,11 @@ async def test_twice_the_call_limit_gets_503s_and_no_failed_admitted_call(
         )
         await caller.finish(timeout=50)  # exit 0: every call answered or refused with 503
         answered = daemon.metric('callgate_calls_finished_total{disposition="answered"}')
-        refused = daemon.metric('callgate_calls_rejected_total{reason="rate"}')
+        # Mostly the rate limit; on a loaded machine engine-delay shedding may add some.
+        refused = daemon.metric_total("callgate_calls_rejected_total")
         assert answered + refused == total, (answered, refused)
-        assert refused > 0 and answered >= 5
+        assert daemon.metric('callgate_calls_rejected_total{reason="rate"}') > 0
+        assert answered >= 5
         # Burst plus 10/s over ~3 s, with a little slack for timing.
         assert answered <= 5 + 10 * 4, answered
         assert daemon.metric_total("callgate_calls_finished_total") == answered  # none failed

@@ -563,3 +563,30 @@ def test_opaque_must_come_back() -> None:
     assert isinstance(authenticate(auth, header, accounts), Challenge)  # a client that drops opaque
     with_opaque = header + ',opaque="op1"'
     assert authenticate(auth, with_opaque, accounts) == Authenticated("alice", MD5)
+
+
+_GOOD = 'username="a", realm="r", nonce="n", uri="u", response="' + "0" * 32 + '"'
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        _GOOD + ",",  # trailing comma
+        _GOOD + ", ",
+        "junk " + _GOOD,  # garbage before the first item
+        _GOOD.replace(', realm="r"', ' realm="r"'),  # two items without a comma
+        _GOOD.replace(', realm="r"', ', ;realm="r"'),  # garbage between items
+        _GOOD + ', x="a"b',  # garbage after a quoted value
+    ],
+)
+def test_parameter_list_must_be_whole(params: str) -> None:
+    """Items are accepted only when they cover the text from end to end."""
+    with pytest.raises(DigestError) as raised:
+        parse_credentials("Digest " + params)
+    assert raised.value.reason == "malformed Digest parameters"
+
+
+def test_quoted_values_keep_commas_and_escaped_quotes() -> None:
+    credentials = parse_credentials("Digest " + _GOOD.replace('"a"', r'"a, \"b\" \\ c"'))
+    assert credentials.username == 'a, "b" \\ c'
+    assert credentials.realm == "r"

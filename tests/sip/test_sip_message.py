@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.sip.address import ViaHeader, parse_via
+from gateway.sip.address import ViaHeader, parse_name_addr, parse_via
 from gateway.sip.errors import SipParseError
 from gateway.sip.headers import Headers
 from gateway.sip.limits import ParseLimits
@@ -221,3 +221,20 @@ def test_response_for_rejected_request() -> None:
     with pytest.raises(SipParseError) as dropped:
         parse_message(bad_response)
     assert dropped.value.response_for(bad_response) is None
+
+
+def test_memoised_addresses_are_per_value_and_errors_are_not_memoised() -> None:
+    """parse_name_addr keeps results, not failures: a bad value raises every time."""
+    first = parse_name_addr("<sip:a@example.com>;tag=1", "From")
+    assert parse_name_addr("<sip:a@example.com>;tag=1", "From") is first
+    assert parse_name_addr("<sip:a@example.com>;tag=2", "From").tag == "2"
+    for _ in range(2):
+        with pytest.raises(SipParseError) as caught:
+            parse_name_addr('"unbalanced <sip:a@example.com>', "To")
+        assert caught.value.header == "To"
+    assert parse_name_addr("*", "Contact", allow_wildcard=True).is_wildcard
+    with pytest.raises(SipParseError):
+        parse_name_addr("*", "Contact")
+    long_value = f"<sip:{'a' * 300}@example.com>"  # beyond MEMO_MAX_CHARS: parsed each time
+    assert parse_name_addr(long_value, "To") is not parse_name_addr(long_value, "To")
+    assert parse_name_addr(long_value, "To").uri == long_value[1:-1]
