@@ -231,9 +231,11 @@ class PjsipEngine:
             info = self._boot(pj, endpoint)
         except Exception as exc:  # noqa: BLE001 - pj.Error and friends: report, never raise
             self.failure = f"PJSIP engine failed to start: {_pj_reason(exc)}"
-            self._resolve(self._started, None, EngineError(self.failure))
             self._stopped.set()
+            # Down before start() reports the failure: libDestroy() takes a moment, and a
+            # new Endpoint created meanwhile would find the old one (PJ_EEXISTS, abort).
             _destroy(endpoint)
+            self._resolve(self._started, None, EngineError(self.failure))
             return
         self.last_heartbeat = time.monotonic()  # alive() from the moment start() returns
         self._resolve(self._started, info, None)
@@ -266,6 +268,10 @@ class PjsipEngine:
             os.dup2(saved_stdout, 1)
             os.close(saved_stdout)
         writer = self._writer = _LogWriter(pj, s.log_level)
+        # libDestroy() deletes the writer (pjsua2 owns it once configured): without this,
+        # Python deletes it a second time when the engine object goes, and a later
+        # libDestroy() of another engine in the process aborts.
+        writer.__disown__()
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = False
