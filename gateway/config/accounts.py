@@ -102,8 +102,8 @@ class TrunkConfig(Section):
     """Source networks admitted as this trunk, e.g. `["192.0.2.10/32", "2001:db8::/64"]`;
     empty for an outbound-only trunk."""
     host: str | None = None
-    """Where calls routed to this trunk go (IP literal or DNS name); unset for an
-    inbound-only trunk."""
+    """Where calls routed to this trunk go: an IP address (the edge does not resolve DNS
+    names yet); unset for an inbound-only trunk."""
     port: int = 5060
     """The trunk's SIP port."""
     transport: Literal["udp", "tcp", "tls"] = "udp"
@@ -148,6 +148,20 @@ class TrunkConfig(Section):
                 ipaddress.ip_network(item, strict=False)
             except ValueError as exc:
                 raise ValueError(f"{item!r} is not an IP network") from exc
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _ip_literal(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.ip_address(value.strip("[]"))
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an IP address; give the trunk's address "
+                    "(DNS names are not resolved yet)"
+                ) from None
+            return value.strip("[]")
         return value
 
     @model_validator(mode="after")

@@ -64,3 +64,11 @@ def test_registration_reports_set_the_gauge(
     assert event.registered is registered
     RegistrationReporter(metrics)(event)
     assert metrics.trunk_registered.labels(trunk="carrier")._value.get() == gauge
+
+
+def test_a_trunk_host_must_be_an_ip_address() -> None:
+    text = '[[trunks]]\nname = "carrier"\nhost = "sip.carrier.example"\n'
+    with pytest.raises(ConfigError, match="not an IP address"):
+        parse_config(text, "c.toml")
+    config = parse_config('[[trunks]]\nname = "pbx"\nhost = "[2001:db8::5]"\n', "c.toml")
+    assert config.trunks[0].host == "2001:db8::5"
