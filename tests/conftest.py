@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import uvloop
 
-pytest_plugins = ["tests.smsc.fixture"]
+pytest_plugins = ["tests.smsc.fixture", "tests.support.store_fixtures"]
 
 
 def pytest_asyncio_loop_factories(

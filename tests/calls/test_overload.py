@@ -27,7 +27,11 @@ def test_concurrency_and_lag_are_checked_first() -> None:
     assert admission.check(0.0, 2, 0.1) is None
 
 
-def _request(method: str, trunk: str | None = "t") -> AdmissionRequest:
+def _invite(call_id: str) -> AdmissionRequest:
+    return _request("INVITE", call_id=call_id)
+
+
+def _request(method: str, trunk: str | None = "t", call_id: str = "") -> AdmissionRequest:
     return AdmissionRequest(
         method=method,
         account=None,
@@ -36,6 +40,8 @@ def _request(method: str, trunk: str | None = "t") -> AdmissionRequest:
         request_uri="sip:1@x",
         from_uri="sip:a@x",
         to_uri="sip:1@x",
+        transaction=f"{call_id}|v" if call_id else "",
+        call_id=call_id,
     )
 
 
@@ -62,28 +68,23 @@ def test_retransmissions_get_the_same_verdict_without_spending_tokens() -> None:
         remembered=2,
     )
     rejected: list[str] = []
+    intake = EngineIntake()
     policy = OverloadPolicy(
-        AuthenticatedOnly(), CallAdmission(limits), lambda: 0, lambda: 0.0, rejected.append
+        AuthenticatedOnly(),
+        CallAdmission(limits),
+        lambda: 0,
+        lambda: 0.0,
+        rejected.append,
+        intake=intake,
     )
 
-    def invite(key: str) -> AdmissionRequest:
-        return AdmissionRequest(
-            method="INVITE",
-            account=None,
-            trunk="t",
-            source=("192.0.2.1", 5060),
-            request_uri="sip:1@x",
-            from_uri="sip:a@x",
-            to_uri="sip:1@x",
-            transaction=key,
-        )
-
-    assert policy.admit(invite("a"), 0.0) == Admit()
-    assert policy.admit(invite("a"), 0.0) == Admit()  # retransmission: no token needed
-    assert isinstance(policy.admit(invite("b"), 0.0), Reject)
-    assert isinstance(policy.admit(invite("b"), 5.0), Reject)  # still the first verdict
+    assert policy.admit(_invite("a"), 0.0) == Admit()
+    assert policy.admit(_invite("a"), 0.0) == Admit()  # retransmission: no token needed
+    assert isinstance(policy.admit(_invite("b"), 0.0), Reject)
+    assert isinstance(policy.admit(_invite("b"), 5.0), Reject)  # still the first verdict
     assert rejected == ["rate"]
-    assert policy.admit(invite("c"), 5.0) == Admit()  # "a" was forgotten (remembered=2)
+    intake.offered("a")  # the engine took "a" up long ago (no intake delay)
+    assert policy.admit(_invite("c"), 5.0) == Admit()  # "a" was forgotten (remembered=2)
 
 
 def test_engine_intake_delay_is_the_oldest_waiting_invite() -> None:
@@ -125,26 +126,13 @@ def test_policy_sheds_while_the_engine_lags_and_recovers() -> None:
         engine_up=lambda: up[0],
     )
 
-    def invite(call_id: str) -> AdmissionRequest:
-        return AdmissionRequest(
-            method="INVITE",
-            account=None,
-            trunk="t",
-            source=("192.0.2.1", 5060),
-            request_uri="sip:1@x",
-            from_uri="sip:a@x",
-            to_uri="sip:1@x",
-            transaction=f"{call_id}|v",
-            call_id=call_id,
-        )
-
-    assert policy.admit(invite("c1"), 10.0) == Admit()
-    assert policy.admit(invite("c2"), 10.4) == Admit()  # c1 has waited 0.4 s: still fine
-    assert isinstance(policy.admit(invite("c3"), 10.6), Reject)  # 0.6 s: engine is behind
+    assert policy.admit(_invite("c1"), 10.0) == Admit()
+    assert policy.admit(_invite("c2"), 10.4) == Admit()  # c1 has waited 0.4 s: still fine
+    assert isinstance(policy.admit(_invite("c3"), 10.6), Reject)  # 0.6 s: engine is behind
     assert rejected == ["engine"]
     intake.offered("c1")
     intake.offered("c2")
-    assert policy.admit(invite("c4"), 10.7) == Admit()  # caught up: admitted again
+    assert policy.admit(_invite("c4"), 10.7) == Admit()  # caught up: admitted again
     up[0] = False
-    assert isinstance(policy.admit(invite("c5"), 10.8), Reject)
+    assert isinstance(policy.admit(_invite("c5"), 10.8), Reject)
     assert rejected == ["engine", "engine_down"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,6 @@ from gateway.store.database import Store
 from gateway.store.schema import cdrs
 from gateway.store.write_behind import WriteBehind
 from media.events import Party
-from tests.support.postgres import postgres_server
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_config(request: pytest.FixtureRequest) -> StoreConfig:
-    if request.param == "sqlite":
-        return StoreConfig()
-    url: str = request.getfixturevalue("postgres_url")
-    return StoreConfig(url=url)
 
 
 def _record(call: int, setup_at: float = 1000.0, **fields: Any) -> CallRecord:

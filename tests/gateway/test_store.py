@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from gateway.config.models import StoreConfig
 from gateway.sip.registrar import Binding
 from gateway.store.bindings import BindingStore, BindingWriter
 from gateway.store.database import Store
-from tests.support.postgres import postgres_server
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_config(request: pytest.FixtureRequest, tmp_path: Path) -> StoreConfig:
-    if request.param == "sqlite":
-        return StoreConfig()
-    url: str = request.getfixturevalue("postgres_url")
-    return StoreConfig(url=url)
 
 
 def _binding(

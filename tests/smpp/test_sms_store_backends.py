@@ -23,23 +23,8 @@ from smpp.submit_result import Accepted
 from tests.smpp.sms_support import PASSWORD_ENV, WAIT, destination, sms_config, smsc_config
 from tests.smsc.fixture import smsc  # noqa: F401 - the fixture
 from tests.smsc.simulator import SmscSimulator
-from tests.support.postgres import postgres_server
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_config(request: pytest.FixtureRequest) -> StoreConfig:
-    if request.param == "sqlite":
-        return StoreConfig()
-    url: str = request.getfixturevalue("postgres_url")
-    return StoreConfig(url=url)
 
 
 @pytest.fixture(autouse=True)
