@@ -16,6 +16,7 @@ from gateway.calls.control import CallControl
 from gateway.calls.dialplan import DialPlan
 from gateway.calls.overload import CallAdmission, EngineIntake, OverloadLimits, OverloadPolicy
 from gateway.calls.registry import CallSettings
+from gateway.calls.routing import CallRequest, dialed_number
 from gateway.calls.trunk_accounts import RegistrationReporter, edge_route, trunk_accounts
 from gateway.calls.trunk_health import TrunkHealth
 from gateway.calls.trunk_probe import TrunkProber
@@ -194,9 +195,10 @@ class Daemon:
             engine_settings(cfg), asyncio.get_running_loop(), logging=cfg.logging
         )
         contacts = RegisteredContacts()
+        dial_plan = DialPlan.from_config(cfg, contacts, trunk_up=self._trunk_up)
         self.calls = CallControl(
             self.engine,
-            DialPlan.from_config(cfg, contacts, trunk_up=self._trunk_up),
+            dial_plan,
             call_settings(cfg),
             on_record=lambda record: self.metrics.calls_finished.labels(
                 disposition=str(record.disposition)
@@ -228,6 +230,14 @@ class Daemon:
             on_reject=lambda why: self.metrics.calls_rejected.labels(reason=why).inc(),
             intake=self.intake,
             engine_up=self._engine_up,
+            emergency=lambda request: dial_plan.is_emergency(
+                CallRequest(
+                    dialed_number(request.request_uri),
+                    request.from_uri,
+                    account=request.account or "",
+                    inbound_trunk=request.trunk or "",
+                )
+            ),
         )
         self.edge = SipEdge(
             cfg.sip,

@@ -219,6 +219,13 @@ class DialPlan:
             return CallerId(asserted, request.display, private)
         return CallerId(identity_uri(request.caller, numbers.caller_e164), request.display, private)
 
+    def is_emergency(self, request: CallRequest) -> bool:
+        """An emergency number for whoever dials it (the edge exempts these from shedding)."""
+        dialed = request.dialed
+        if dialed in self._emergency_numbers:
+            return True
+        return bool(dialed) and is_emergency(dialed, self._regions.of(request))
+
     def _route(self, request: CallRequest) -> RouteDecision:
         region = self._regions.of(request)
         dialed = request.dialed

@@ -43,12 +43,24 @@ class CallAdmission:
         self._updated: float | None = None
 
     def check(
-        self, now: float, active_calls: int, loop_lag: float, engine_delay: float = 0.0
+        self,
+        now: float,
+        active_calls: int,
+        loop_lag: float,
+        engine_delay: float = 0.0,
+        *,
+        emergency: bool = False,
     ) -> str | None:
-        """None to admit, else why not (`rate`, `concurrent`, `lag`, `engine`); takes a token."""
+        """None to admit, else why not (`rate`, `concurrent`, `lag`, `engine`); takes a token.
+
+        An emergency call is held only to `max_concurrent` (the engine's capacity): it
+        is never shed for rate or lag, and takes no token.
+        """
         limits = self.limits
         if active_calls >= limits.max_concurrent:
             return "concurrent"
+        if emergency:
+            return None
         if loop_lag > limits.max_loop_lag:
             return "lag"
         if engine_delay > limits.max_engine_delay:
@@ -113,11 +125,13 @@ class OverloadPolicy:
         on_reject: Callable[[str], None],
         intake: EngineIntake | None = None,
         engine_up: Callable[[], bool] = lambda: True,
+        emergency: Callable[[AdmissionRequest], bool] = lambda _request: False,
     ) -> None:
         self._inner = inner
         self.admission = admission
         self.intake = intake or EngineIntake()
         self._engine_up = engine_up
+        self._emergency = emergency
         self._verdicts: OrderedDict[str, bool] = OrderedDict()
         self._active_calls = active_calls
         self._loop_lag = loop_lag
@@ -131,7 +145,11 @@ class OverloadPolicy:
         if admitted is None:
             if self._engine_up():
                 why = self.admission.check(
-                    now, self._active_calls(), self._loop_lag(), self.intake.delay(now)
+                    now,
+                    self._active_calls(),
+                    self._loop_lag(),
+                    self.intake.delay(now),
+                    emergency=self._emergency(request),
                 )
             else:
                 why = "engine_down"

@@ -119,6 +119,10 @@ def test_emergency_numbers_go_to_emergency_trunks_as_dialled_without_limits() ->
             Target(f"sip:{number}@10.0.0.2:5070;transport=tcp", "b"),  # no channel limit
         )
     assert not dp.route(CallRequest("02071234567", "")).emergency  # type: ignore[union-attr]
+    # The edge asks the same question before admitting (emergency calls are not shed).
+    assert all(dp.is_emergency(CallRequest(n, "")) for n in ("999", "112", "5555"))
+    assert not dp.is_emergency(CallRequest("02071234567", ""))
+    assert not dp.is_emergency(CallRequest("", ""))
 
 
 def test_emergency_without_emergency_trunks_uses_routes_by_priority() -> None:

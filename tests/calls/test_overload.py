@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from gateway.calls.overload import CallAdmission, EngineIntake, OverloadLimits, OverloadPolicy
 from gateway.sip.admission import AdmissionRequest, Admit, AuthenticatedOnly, Reject
 
@@ -136,3 +138,26 @@ def test_policy_sheds_while_the_engine_lags_and_recovers() -> None:
     up[0] = False
     assert isinstance(policy.admit(_invite("c5"), 10.8), Reject)
     assert rejected == ["engine", "engine_down"]
+
+
+def test_emergency_calls_are_never_shed_for_rate_or_lag_but_respect_capacity() -> None:
+    rejected: list[str] = []
+    active = [0]
+    limits = OverloadLimits(
+        max_new_per_second=1, burst=1, max_concurrent=3, max_loop_lag=0.1, retry_after=5
+    )
+    policy = OverloadPolicy(
+        AuthenticatedOnly(),
+        CallAdmission(limits),
+        lambda: active[0],
+        lambda: 9.0,  # the loop is far behind
+        rejected.append,
+        emergency=lambda request: request.request_uri.startswith("sip:911@"),
+    )
+    emergency = replace(_request("INVITE"), request_uri="sip:911@x")
+    assert isinstance(policy.admit(_invite("ordinary"), 0.0), Reject)
+    assert policy.admit(replace(emergency, transaction="e1|v"), 0.0) == Admit()
+    assert policy.admit(replace(emergency, transaction="e2|v"), 0.0) == Admit()
+    active[0] = 3  # the engine is full: even an emergency call cannot get a leg
+    assert isinstance(policy.admit(replace(emergency, transaction="e3|v"), 0.0), Reject)
+    assert rejected == ["lag", "concurrent"]
