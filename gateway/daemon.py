@@ -133,6 +133,8 @@ class Daemon:
         self.smpp_port = 0
         self.loop_lag = 0.0
         self.intake = EngineIntake()
+        self.contacts = RegisteredContacts()
+        self.dial_plan = DialPlan([], {})
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
@@ -194,11 +196,10 @@ class Daemon:
         self.engine = EngineProcess(
             engine_settings(cfg), asyncio.get_running_loop(), logging=cfg.logging
         )
-        contacts = RegisteredContacts()
-        dial_plan = DialPlan.from_config(cfg, contacts, trunk_up=self._trunk_up)
+        self.dial_plan = DialPlan.from_config(cfg, self.contacts, trunk_up=self._trunk_up)
         self.calls = CallControl(
             self.engine,
-            dial_plan,
+            self.dial_plan,
             call_settings(cfg),
             on_record=lambda record: self.metrics.calls_finished.labels(
                 disposition=str(record.disposition)
@@ -230,7 +231,7 @@ class Daemon:
             on_reject=lambda why: self.metrics.calls_rejected.labels(reason=why).inc(),
             intake=self.intake,
             engine_up=self._engine_up,
-            emergency=lambda request: dial_plan.is_emergency(
+            emergency=lambda request: self.dial_plan.is_emergency(
                 CallRequest(
                     dialed_number(request.request_uri),
                     request.from_uri,
@@ -247,7 +248,7 @@ class Daemon:
             policy,
             bindings_sink=self._bindings_changed,
         )
-        contacts.registrar = self.edge.access.registrar
+        self.contacts.registrar = self.edge.access.registrar
         try:
             await self.edge.start(restored)
         except OSError as exc:
@@ -429,6 +430,7 @@ class Daemon:
                 await self._route_engine_through_edge(merged)
             except (SecretUnavailableError, EngineError) as exc:
                 _log.error("trunk_accounts_not_updated", error=str(exc))
+        self._rebuild_dial_plan(merged)
         if self.trunk_prober is not None:
             self.trunk_prober.configure(merged.trunks)
         if self.edge is not None:
@@ -437,6 +439,18 @@ class Daemon:
         _log.info("config_reloaded", source=str(self.config_path or "embedded defaults"))
         self.notifier.ready("configuration reloaded")
         return True
+
+    def _rebuild_dial_plan(self, config: CallgateConfig) -> None:
+        """Accounts and trunks changed by a reload reach routing (forwarding, caller ID,
+        who can be called); `[calls]` itself waits for a restart."""
+        try:
+            plan = DialPlan.from_config(config, self.contacts, trunk_up=self._trunk_up)
+        except KeyError as exc:  # a trunk the (restart-only) routes still name was removed
+            _log.error("dial_plan_not_updated", missing_trunk=str(exc), hint="restart to apply")
+            return
+        self.dial_plan = plan
+        if self.calls is not None:
+            self.calls.registry.router = plan
 
     async def _drain(self) -> None:
         """Refuse new work, let what is in progress finish up to the drain timeout."""

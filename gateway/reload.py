@@ -11,7 +11,8 @@ RESTART_ONLY: tuple[tuple[str, str | None], ...] = (
     ("store", None),
     ("http", None),
     ("sip", "listen"),
-    # The router, SMSC sessions and the SMS queue are built once at start.
+    # Routes, timers and limits; SMSC sessions and the SMS queue (the dial plan itself is
+    # rebuilt on reload with the new accounts and trunks).
     ("calls", None),
     ("cdr", None),
     ("smpp", None),

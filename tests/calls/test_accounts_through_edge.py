@@ -8,6 +8,7 @@ does not answer. Each SIPp scenario fails on any unexpected message.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,3 +165,24 @@ async def test_a_call_to_bob_is_answered_by_the_right_phone(
     await node.call("bob")
     await _expect(phones)
     assert (await node.finished())["disposition"] == "answered"
+
+
+async def test_an_account_added_by_reload_can_be_called(tmp_path: Path) -> None:
+    """SIGHUP adds `bob`: he registers at the edge and the dial plan rings him."""
+    data_dir = tmp_path / "data"
+    full = accounts_config(tmp_path)
+    without_bob = full.replace(full[full.index('[[accounts]]\nname = "bob"') :], "")
+    config = write_config(tmp_path / "c.toml", data_dir, extra=without_bob)
+    daemon = DaemonProcess(config, data_dir)
+    try:
+        daemon.wait_event("ready", timeout=30)
+        write_config(config, data_dir, extra=full)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_event("config_reloaded", timeout=20)
+        node = Node(daemon, tmp_path)
+        phones = await _phones(node, ("bob", free_udp_port(), "call_uas_answer.xml"))
+        await node.call("bob")
+        await _expect(phones)
+        assert (await node.finished())["disposition"] == "answered"
+    finally:
+        daemon.stop()
