@@ -31,6 +31,7 @@ from gateway.sdnotify import SystemdNotifier
 from gateway.sip.admission import AuthenticatedOnly
 from gateway.sip.directory import Directory, DirectoryError
 from gateway.sip.edge import SipEdge
+from gateway.sip.nat import destination
 from gateway.sip.registrar import Binding, RegisterResult, Registrar
 from gateway.sms_api import SmsApi
 from gateway.store.bindings import BindingStore, BindingWriter
@@ -104,10 +105,13 @@ class RegisteredContacts:
     def __init__(self) -> None:
         self.registrar: Registrar | None = None
 
-    def contacts(self, account: str) -> list[str]:
+    def contacts(self, account: str) -> list[tuple[str, str]]:
         if self.registrar is None:
             return []
-        return [b.contact_uri for b in self.registrar.lookup_user(account, time.time())]
+        return [
+            (b.contact_uri, destination(b.received, b.contact_uri))
+            for b in self.registrar.lookup_user(account, time.time())
+        ]
 
 
 class Daemon:

@@ -46,8 +46,10 @@ TOO_MANY_HOPS = Refusal(483, "Too Many Hops")
 class ContactLookup(Protocol):
     """The registrar, as the dial plan sees it."""
 
-    def contacts(self, account: str) -> Sequence[str]:
-        """The account's registered contact URIs now, most preferred first."""
+    def contacts(self, account: str) -> Sequence[tuple[str, str]]:
+        """The account's registered contacts now, most preferred first: (URI, destination),
+        the destination being where to send instead of the URI's host (a phone behind NAT:
+        see gateway/sip/nat.py), or empty."""
         ...
 
 
@@ -265,7 +267,7 @@ class DialPlan:
             if forwarding.unreachable:
                 return self.forward(request, forwarding.unreachable, forwarding.account)
             return Refusal(UNREGISTERED.status, UNREGISTERED.reason, numbers)
-        targets = tuple(Target(uri) for uri in contacts)
+        targets = tuple(Target(uri, destination=where) for uri, where in contacts)
         return Routed(targets, numbers, fork=True, forwarding=forwarding, hops=request.hops)
 
     def forward(self, request: CallRequest, target: str, account: str) -> RouteDecision:

@@ -49,6 +49,7 @@ from gateway.calls.routing import (
     Target,
     dialed_number,
 )
+from gateway.sip.nat import DESTINATION_HEADER
 from media.events import (
     CallAnswered,
     CallCommand,
@@ -436,6 +437,8 @@ class CallRegistry:
         caller, headers = record.caller, cast(Headers, ())
         if record.caller_id is not None:
             caller, headers = record.caller_id.towards(target.trusted)
+        if target.destination:
+            headers = (*headers, (DESTINATION_HEADER, target.destination))
         return PlaceCallee(
             record.call, target.uri, caller, target.trunk, headers, leg=record.leg, fork=fork
         )

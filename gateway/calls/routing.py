@@ -57,6 +57,9 @@ class Target:
     """Calls the trunk takes at once; None: no limit (or an emergency call, which ignores it)."""
     trusted: bool = False
     """Inside our trust domain (RFC 3325): it gets P-Asserted-Identity."""
+    destination: str = ""
+    """Where the edge sends the leg instead of the URI's host (a registered phone behind
+    NAT: `transport:ip:port`); empty: the URI as it is."""
 
 
 @dataclass(frozen=True, slots=True)

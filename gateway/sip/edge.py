@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prometheus_client import Counter
 
@@ -38,6 +38,7 @@ from gateway.sip.message import (
     to_address,
     vias,
 )
+from gateway.sip.nat import DESTINATION_HEADER, parse_destination, with_public_contact
 from gateway.sip.proxy import (
     LOCAL_BRANCH,
     Hop,
@@ -290,15 +291,15 @@ class SipEdge:
             if response is not None:
                 self._send_to_peer(peer, response)
         if data and peer.address != self.upstream:
-            self._replace_bad_response(data)
+            self._replace_bad_response(data, peer)
 
-    def _replace_bad_response(self, data: bytes) -> None:
+    def _replace_bad_response(self, data: bytes, peer: Peer) -> None:
         """A peer's unparseable answer to the engine's request ends that request with 502."""
         stand_in = bad_gateway_for(data)
         if stand_in is None:
             return
         try:
-            self._public_response(stand_in)
+            self._public_response(stand_in, peer)
         except SipParseError:
             return  # salvaged fields that do not parse (e.g. the Via): nothing to route by
         _log.info(
@@ -311,7 +312,7 @@ class SipEdge:
         """A message from the public side."""
         try:
             if isinstance(message, SipResponse):
-                self._public_response(message)
+                self._public_response(message, peer)
             else:
                 self._public_request(message, peer)
         except SipParseError as exc:
@@ -409,6 +410,8 @@ class SipEdge:
     def _to_upstream(self, request: SipRequest, peer: Peer, origin: str | None = None) -> None:
         assert self._internal is not None and self._internal_iface is not None
         incoming = self._iface_for(peer.transport, peer.address[0])
+        if peer.transport == "udp" and request.method != "REGISTER":
+            request = with_public_contact(request, peer.address)
         try:
             forwarded = forward_request(
                 request,
@@ -428,7 +431,14 @@ class SipEdge:
 
     def _internal_request(self, request: SipRequest, peer: Peer) -> None:
         assert self._internal_iface is not None
-        probe = next_hop_for_request(request, "udp")
+        nat_hop = None
+        named = request.headers.get(DESTINATION_HEADER)
+        if named is not None:  # call control: a registered phone behind NAT
+            request = replace(request, headers=request.headers.copy(), cache={})
+            request.headers.remove(DESTINATION_HEADER)
+            parsed = parse_destination(named)
+            nat_hop = Hop(*parsed) if parsed is not None else None
+        probe = nat_hop or next_hop_for_request(request, "udp")
         outgoing = self._iface_for(probe.transport, probe.host)
         try:
             forwarded = forward_request(
@@ -441,11 +451,11 @@ class SipEdge:
             )
         except TooManyHops:
             return
-        hop = next_hop_for_request(forwarded, "udp")
+        hop = nat_hop or next_hop_for_request(forwarded, "udp")
         self._forwarded_out.inc()
         self._send_to_hop(hop, serialize(forwarded))
 
-    def _public_response(self, response: SipResponse) -> None:
+    def _public_response(self, response: SipResponse, peer: Peer) -> None:
         parsed = vias(response)
         if len(parsed) == 1 and (parsed[0].branch or "").startswith(LOCAL_BRANCH):
             if self.local_responses is not None:
@@ -456,9 +466,10 @@ class SipEdge:
             self.metrics.sip_dropped.labels(reason="stray_response").inc()
             return
         assert self._internal is not None and self._internal_iface is not None
-        self._internal.sendto(
-            serialize(keep_in_route(routed[0], self._internal_iface)), self.upstream
-        )
+        out = routed[0]
+        if peer.transport == "udp":
+            out = with_public_contact(out, peer.address)
+        self._internal.sendto(serialize(keep_in_route(out, self._internal_iface)), self.upstream)
 
     def _internal_response(self, response: SipResponse) -> None:
         routed = forward_response(response)

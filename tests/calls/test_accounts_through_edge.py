@@ -62,12 +62,12 @@ class Node:
     def target(self) -> str:
         return f"127.0.0.1:{self.daemon.sip_port('udp')}"
 
-    async def register(self, account: str, port: int) -> None:
+    async def register(self, account: str, port: int, scenario: str = "register.xml") -> None:
         users = self.workdir / f"users-{account}-{port}.csv"
         users.write_text(f"SEQUENTIAL\n{account};{PASSWORDS[account]};3600\n", encoding="utf-8")
         run = await start_sipp(
             f"register-{account}-{port}",
-            "register.xml",
+            scenario,
             self.workdir,
             remote=self.target,
             port=port,
@@ -186,3 +186,16 @@ async def test_an_account_added_by_reload_can_be_called(tmp_path: Path) -> None:
         assert (await node.finished())["disposition"] == "answered"
     finally:
         daemon.stop()
+
+
+async def test_a_phone_behind_nat_is_called_where_it_registered_from(node: Node) -> None:
+    """Its Contact (10.0.0.99:5099) is unreachable: the INVITE goes to the REGISTER's source,
+    and its 200's Contact is fixed so the BYE gets there too (the UAS waits for it)."""
+    port = free_udp_port()
+    await node.register("bob", port, "register_nat.xml")
+    phone = await start_sipp(
+        "phone-nat", "call_uas_nat.xml", node.workdir, port=port, args=("-m", "1")
+    )
+    await node.call("bob")
+    await _expect([phone])
+    assert (await node.finished())["disposition"] == "answered"

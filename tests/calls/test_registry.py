@@ -428,8 +428,8 @@ class Phones:
     def __init__(self, **contacts: list[str]) -> None:
         self.by_account = contacts
 
-    def contacts(self, account: str) -> list[str]:
-        return self.by_account.get(account, [])
+    def contacts(self, account: str) -> list[tuple[str, str]]:
+        return [(uri, "") for uri in self.by_account.get(account, [])]
 
 
 EVERYTHING = DialPlan(

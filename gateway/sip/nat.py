@@ -1,0 +1,132 @@
+"""Phones behind NAT: reach them where their packets come from, not where they say they are.
+
+A softphone behind a NAT writes its private address in Contact. Requests to
+that address never arrive. The edge does what Kamailio's nathelper does for
+UDP: a Contact with a private address that is not the packet's source is
+rewritten to the source (in INVITE-dialog requests and responses from the
+public side, so the engine's in-dialog requests go to the NAT binding), and a
+call to a registered contact is sent to the address its REGISTER came from
+(`Binding.received`), named in `DESTINATION_HEADER` by call control and
+consumed by the edge. Stream transports are left alone: reaching a NATed TCP
+client needs its own connection (RFC 5626 flows), not an address.
+
+Pure functions: text in, text out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+from typing import TypeVar
+
+from gateway.sip.address import NameAddress, parse_name_addr
+from gateway.sip.errors import SipParseError
+from gateway.sip.message import SipRequest, SipResponse
+from gateway.sip.uri import SipUri
+
+M = TypeVar("M", SipRequest, SipResponse)
+
+DESTINATION_HEADER = "X-Callgate-Destination"
+"""`transport:host:port` the edge sends an engine request to instead of its Request-URI
+host; set by call control only (the edge removes copies from peers)."""
+
+
+_NAT_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",  # carrier-grade NAT (RFC 6598)
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+
+
+def is_private(host: str) -> bool:
+    """An address behind NAT: RFC 1918, RFC 6598, link-local, IPv6 ULA (not loopback or
+    documentation ranges, which `ipaddress` also calls private)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False  # a name: not ours to judge
+    return any(address in network for network in _NAT_NETWORKS)
+
+
+def nated_contact(contact: str, source: tuple[str, int]) -> str | None:
+    """`contact` (a header value) rewritten to `source` when it hides behind NAT, else None."""
+    try:
+        parsed: NameAddress = parse_name_addr(contact, "Contact")
+        uri = SipUri.parse(parsed.uri)
+    except SipParseError:
+        return None
+    host, port = uri.host.strip("[]"), uri.port or 5060
+    if (host, port) == source or not is_private(host):
+        return None
+    public = f"[{source[0]}]" if ":" in source[0] else source[0]
+    start = contact.find(parsed.uri)
+    rewritten = _with_hostport(parsed.uri, uri, f"{public}:{source[1]}")
+    if start < 0:
+        return None
+    return contact[:start] + rewritten + contact[start + len(parsed.uri) :]
+
+
+def with_public_contact(message: M, source: tuple[str, int]) -> M:
+    """`message` with its single Contact rewritten to `source` if it hides behind NAT."""
+    values = message.headers.get_all("Contact")
+    if len(values) != 1:
+        return message  # none, or a REGISTER-style list: not a dialog's remote target
+    fixed = nated_contact(values[0], source)
+    if fixed is None:
+        return message
+    headers = message.headers.copy()
+    headers.set("Contact", fixed)
+    return replace(message, headers=headers, cache={})
+
+
+def _with_hostport(text: str, uri: SipUri, hostport: str) -> str:
+    """`text` (the URI as written) with its host[:port] replaced."""
+    written = uri.host if uri.port is None else f"{uri.host}:{uri.port}"
+    at = text.find("@")
+    start = text.find(written, at + 1 if at >= 0 else text.find(":") + 1)
+    if start < 0:
+        return text
+    return text[:start] + hostport + text[start + len(written) :]
+
+
+def destination(received: str | None, contact: str) -> str:
+    """`DESTINATION_HEADER` value for a call to a registered `contact` that registered
+    from `received` (`transport:ip:port`); empty when the contact is reachable as written."""
+    if not received:
+        return ""
+    transport, _, hostport = received.partition(":")
+    host, _, port = hostport.rpartition(":")
+    if transport != "udp" or not host or not port.isdigit():
+        return ""
+    try:
+        uri = SipUri.parse(contact)
+    except SipParseError:
+        return ""
+    if (uri.host.strip("[]"), uri.port or 5060) == (host.strip("[]"), int(port)):
+        return ""
+    if not is_private(uri.host):
+        return ""
+    return received
+
+
+def parse_destination(value: str) -> tuple[str, str, int] | None:
+    """(transport, host, port) of a `DESTINATION_HEADER` value, or None when malformed."""
+    transport, _, hostport = value.strip().partition(":")
+    host, _, port = hostport.rpartition(":")
+    if transport not in ("udp", "tcp", "tls") or not host or not port.isdigit():
+        return None
+    number = int(port)
+    if not 0 < number < 65536:
+        return None
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    return transport, host.strip("[]"), number
