@@ -319,7 +319,8 @@ def main() -> None:
     print(
         f"    writer (c): {service['commits']:.0f} commits, {service['rows']:.0f} rows "
         f"({service['rows'] / n:.1f} per message, {service['rows'] / service['commits']:.0f} "
-        f"per commit), one commit every {1e3 * service['seconds'] / service['commits']:.0f} ms"
+        f"per commit), one commit every {1e3 * service['seconds'] / service['commits']:.0f} ms, "
+        f"busy {service['writer_busy']:.1f} s of {service['seconds']:.1f} s"
     )
     print(
         f"    simulator (Node) CPU during (c): {1e6 * simulator_cpu / n:.0f} us per message, "

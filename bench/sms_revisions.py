@@ -94,6 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     cpu: dict[str, list[float]] = {args.against: [], "working tree": []}
     rate: dict[str, list[float]] = {args.against: [], "working tree": []}
+    commits: dict[str, list[float]] = {args.against: [], "working tree": []}
     with tempfile.TemporaryDirectory(prefix="sms-rev-") as tmp, SmscSimulator() as sim:
         export(args.against, Path(tmp))
         trees = {args.against: Path(tmp), "working tree": ROOT}
@@ -102,6 +103,7 @@ def main() -> None:
                 figures = measure(root, sim, args.messages, args.window)
                 cpu[label].append(1e6 * figures["cpu"] / args.messages)
                 rate[label].append(figures["end_to_end"])
+                commits[label].append(figures["commits"])
     print(
         f"SmsService end to end incl. receipts, {args.messages} messages, window "
         f"{args.window}, uvloop, {args.rounds} alternating rounds (CPU of the service process)"
@@ -111,7 +113,8 @@ def main() -> None:
             f"{label:<14} CPU/msg {statistics.mean(costs):6.0f} us "
             f"({', '.join(f'{c:.0f}' for c in costs)}); "
             f"end to end {statistics.mean(rate[label]):6.0f} msg/s "
-            f"({', '.join(f'{r:.0f}' for r in rate[label])})"
+            f"({', '.join(f'{r:.0f}' for r in rate[label])}); "
+            f"commits {', '.join(f'{c:.0f}' for c in commits[label])}"
         )
     before, after = statistics.mean(cpu[args.against]), statistics.mean(cpu["working tree"])
     print(f"working tree / {args.against}: CPU per message {after / before:.2f}x")

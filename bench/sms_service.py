@@ -155,7 +155,7 @@ async def service_run(sim: SmscSimulator, messages: int, window: int) -> dict[st
         final = time.perf_counter()
         stats = await service.stats("bench")
         await service.stop()
-        commits, rows = service.store_writes
+        commits, rows, writer_busy = service.store_writes
         await store.close()
     assert stats.delivered == messages, stats
     return {
@@ -165,6 +165,7 @@ async def service_run(sim: SmscSimulator, messages: int, window: int) -> dict[st
         "receipts": messages / (final - service.first_receipt),
         "commits": commits,
         "rows": rows,
+        "writer_busy": writer_busy,
         "seconds": final - started,
     }
 

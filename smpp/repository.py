@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import operator
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -521,8 +522,11 @@ class SmsWriter:
         repository: SmsRepository,
         max_batch: int,
         take_changes: Callable[[], Changes] = Changes,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._repository = repository
+        self._clock = clock
+        """Only for `busy_seconds`."""
         self._take_changes = take_changes
         """The queue's row changes, taken when a batch is built (not per event)."""
         self._max_batch = max_batch
@@ -537,6 +541,9 @@ class SmsWriter:
         """Transactions committed."""
         self.rows = 0
         """Rows inserted or updated by them."""
+        self.busy_seconds = 0.0
+        """Wall time inside transactions, waits for the database thread and the GIL
+        included: near the run's length, the writer is what bounds the rate."""
         self.failures = 0
 
     def start(self) -> None:
@@ -649,7 +656,7 @@ class SmsWriter:
                 batch.counters[item.counter] = batch.counters.get(item.counter, 0) + 1
         batch.fold_updates_into_inserts()
         try:
-            await self._repository.apply(batch)
+            await self._apply(batch)
         except IntegrityError:
             # An idempotency key taken meanwhile: store the inserts one by one.
             self.failures += 1
@@ -673,6 +680,13 @@ class SmsWriter:
         for future in durable:
             if not future.done():
                 future.set_result(None)
+
+    async def _apply(self, batch: WriteBatch) -> None:
+        started = self._clock()
+        try:
+            await self._repository.apply(batch)
+        finally:
+            self.busy_seconds += self._clock() - started
 
     async def _retry_alone(
         self, inserts: list[_PendingInsert], rest: WriteBatch, durable: list[asyncio.Future[None]]

@@ -208,9 +208,10 @@ class SmsService(SmscHandler):
         return dict(self._clients)
 
     @property
-    def store_writes(self) -> tuple[int, int]:
-        """(transactions committed, rows written) since start: what group commit buys."""
-        return self._writer.batches, self._writer.rows
+    def store_writes(self) -> tuple[int, int, float]:
+        """(transactions committed, rows written, seconds the writer was busy) since
+        start: what group commit buys, and whether the writer is the limit."""
+        return self._writer.batches, self._writer.rows, self._writer.busy_seconds
 
     async def start(self) -> None:
         """Recover what the last run left, then connect to the SMSCs and start sending."""
