@@ -59,9 +59,18 @@ SCENARIOS = Path(__file__).resolve().parents[1] / "tests" / "sipp"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def thread_cpu(tid: int) -> float:
-    fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+def stat_cpu(stat: Path) -> float:
+    """utime+stime in seconds from a /proc stat file (a process or a thread)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_cpu(pid: int) -> float:
+    return stat_cpu(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu(tid: int) -> float:
+    return stat_cpu(Path(f"/proc/self/task/{tid}/stat"))
 
 
 def process_cpu() -> float:
@@ -94,7 +103,11 @@ class Step:
         )
 
 
-async def start_uas(workdir: Path, port: int) -> asyncio.subprocess.Process:
+async def start_uas(
+    workdir: Path, port: int, *extra: str, media_port: int | None = None
+) -> asyncio.subprocess.Process:
+    """SIPp answering calls on `port` (with `-rtp_echo` in `extra`: echoing RTP on
+    `media_port`)."""
     return await asyncio.create_subprocess_exec(
         sipp(),
         "-sf",
@@ -104,44 +117,45 @@ async def start_uas(workdir: Path, port: int) -> asyncio.subprocess.Process:
         "-p",
         str(port),
         "-mp",
-        str(free_udp_port()),
+        str(media_port or free_udp_port()),
         "-nostdin",
         "-trace_err",
+        *extra,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
         cwd=workdir,
     )
 
 
-async def run_uac(workdir: Path, target: str, rate: int, seconds: float, hold_ms: int) -> Step:
+async def run_uac(
+    workdir: Path,
+    target: str,
+    rate: int,
+    seconds: float,
+    hold_ms: int,
+    *,
+    rtp_port: int = 9,  # discard: RTP towards the caller goes nowhere by default
+    concurrent: int | None = None,
+) -> Step:
     calls = int(rate * seconds)
     argv = [
-        sipp(),
-        target,
-        "-sf",
-        str(SCENARIOS / "call_uac_hangup.xml"),
-        "-s",
-        "1000",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(free_udp_port()),
+        *uac_argv(target, SCENARIOS / "call_uac_hangup.xml"),
         "-mp",
         str(free_udp_port()),
         "-set",
         "rtp_port",
-        "9",  # discard: RTP towards the caller goes nowhere in this benchmark
+        str(rtp_port),
         "-r",
         str(rate),
         "-m",
         str(calls),
         "-l",
-        str(max(rate * 4, 100)),
+        str(concurrent or max(rate * 4, 100)),
         "-d",
         str(hold_ms),
         "-nostdin",
         "-timeout",
-        f"{seconds + 30:.0f}s",
+        f"{seconds + hold_ms / 1000 + 30:.0f}s",
         "-trace_rtt",
         "-rtt_freq",
         "1",
@@ -157,15 +171,32 @@ async def run_uac(workdir: Path, target: str, rate: int, seconds: float, hold_ms
     )
     await proc.wait()
     wall = time.monotonic() - start
-    ok, failed = _counts(workdir)
+    ok, failed = sipp_counts(workdir, "call_uac_hangup")
     rtts = _rtts(workdir)
     p50 = statistics.median(rtts) if rtts else float("nan")
     p99 = statistics.quantiles(rtts, n=100)[98] if len(rtts) >= 100 else float("nan")
     return Step("", rate, ok, failed, wall, p50, p99)
 
 
-def _counts(workdir: Path) -> tuple[int, int]:
-    stat = next(workdir.glob("call_uac_hangup_*_.csv"), None)
+def uac_argv(target: str, scenario: Path) -> list[str]:
+    """SIPp as a caller to `target`, dialling 1000, from an ephemeral port."""
+    return [
+        sipp(),
+        target,
+        "-sf",
+        str(scenario),
+        "-s",
+        "1000",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_udp_port()),
+    ]
+
+
+def sipp_counts(workdir: Path, scenario: str) -> tuple[int, int]:
+    """(successful, failed) calls from the last line of SIPp's `-trace_stat` file."""
+    stat = next(workdir.glob(f"{scenario}_*_.csv"), None)
     if stat is None:
         return 0, 0
     lines = stat.read_text().splitlines()
@@ -257,13 +288,9 @@ async def start_edge(engine: PjsipEngine, route_b_legs: bool) -> SipEdge:
     return edge
 
 
-async def through_engine(
-    work: Path, path: str, rates: list[int], seconds: float, hold_ms: int, latency_rate: int
-) -> list[Step]:
-    steps: list[Step] = []
-    port = free_udp_port()
-    uas = await start_uas(work, port)
-    loop = asyncio.get_running_loop()
+def engine_to(uas_port: int) -> tuple[PjsipEngine, CallControl]:
+    """The engine in this process (not started) and call control routing every
+    number starting with 1 to the UAS on `uas_port`."""
     engine = PjsipEngine(
         EngineSettings(
             host="127.0.0.1",
@@ -275,16 +302,26 @@ async def through_engine(
             codecs=("PCMU/8000/1", "PCMA/8000/1"),
             log_level=0,
         ),
-        loop,
+        asyncio.get_running_loop(),
     )
     control = CallControl(
         engine,
         DialPlan(
             [PrefixRoute("1", (RouteChoice("uas"),), transit=True)],
-            {"uas": TrunkTarget("uas", "127.0.0.1", port)},
+            {"uas": TrunkTarget("uas", "127.0.0.1", uas_port)},
         ),
         CallSettings(records_kept=1_000_000),
     )
+    return engine, control
+
+
+async def through_engine(
+    work: Path, path: str, rates: list[int], seconds: float, hold_ms: int, latency_rate: int
+) -> list[Step]:
+    steps: list[Step] = []
+    port = free_udp_port()
+    uas = await start_uas(work, port)
+    engine, control = engine_to(port)
     info = await engine.start()
     edge = None if path == "engine" else await start_edge(engine, path == "edge-both")
     assert engine._thread is not None and engine._thread.native_id is not None
@@ -368,14 +405,22 @@ def probe(target: str, count: int, interval: float) -> list[float]:
     dest = (host, int(port_text))
     samples: list[float] = []
     lost = 0
+    refused: list[str] = []
     for n in range(count):
         try:
             samples.append(_probe_call(sock, dest, host, port_text, lport, n))
         except TimeoutError:
             lost += 1  # UDP loss under load: the probe does not retransmit
+        except ProbeRefused as exc:
+            refused.append(str(exc))  # e.g. 503 from overload control: not a latency sample
         time.sleep(interval)  # pacing between probe calls, not a wait for anything
-    print(f"probe: {lost} of {count} calls lost", file=sys.stderr)
+    first = f" (first: {refused[0]})" if refused else ""
+    print(f"probe: {lost} of {count} calls lost, {len(refused)} refused{first}", file=sys.stderr)
     return samples
+
+
+class ProbeRefused(Exception):
+    """A probe call got a final error response (its status line)."""
 
 
 def _probe_call(
@@ -402,7 +447,7 @@ def _probe_call(
         if status == "200" and "INVITE" in _header(text, "cseq"):
             break
         if status.isdigit() and int(status) >= 300:
-            raise SystemExit(f"probe call failed: {text.splitlines()[0]}")
+            raise ProbeRefused(text.splitlines()[0])
     elapsed = (time.perf_counter() - start) * 1000
     to = _header(text, "to")
     contact = _header(text, "contact").strip("<>").split(">")[0]

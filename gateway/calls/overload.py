@@ -1,8 +1,10 @@
 """Node-wide admission of new calls: rate, concurrency and load shedding.
 
-Measured: the engine carries 300 calls/s cleanly and collapses above that on
-2 cores (docs/BENCHMARKS.md). Refusing the excess at the edge with 503 +
-Retry-After, before PJSIP spends anything, keeps admitted calls healthy.
+Measured (bench/daemon_calls.py, docs/BENCHMARKS.md): the whole daemon carries
+150-250 calls/s cleanly on 2 shared cores and collapses above that. Refusing the
+excess at the edge with 503 + Retry-After, before PJSIP spends anything, kept
+admitted calls healthy at 2x the rate; shedding on the engine's intake delay
+alone did not (admitted calls timed out once the engine was behind).
 Besides the configured rate and concurrency, two signals say the node is
 behind: the event loop's lag, and the engine's intake delay — how long the
 oldest INVITE the edge passed to the engine has waited without the engine

@@ -117,8 +117,8 @@ class CallsConfig(Section):
     record of every call is its CDR in the store (see `[cdr]`)."""
     max_new_per_second: float = Field(default=100.0, gt=0)
     """New calls admitted per second, node-wide; more get 503 with Retry-After at the
-    edge before the engine spends anything. Measure your node (bench/calls.py) and
-    keep this below the rate it sustains with zero failures."""
+    edge before the engine spends anything. Measure your node (bench/daemon_calls.py)
+    and keep this below the rate it sustains with zero failures."""
     max_new_burst: int = Field(default=20, ge=1)
     """New calls admitted back to back above `max_new_per_second`."""
     max_concurrent: int = Field(default=2000, ge=1, le=2048)
