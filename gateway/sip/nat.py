@@ -99,21 +99,16 @@ def _with_hostport(text: str, uri: SipUri, hostport: str) -> str:
 def destination(received: str | None, contact: str) -> str:
     """`DESTINATION_HEADER` value for a call to a registered `contact` that registered
     from `received` (`transport:ip:port`); empty when the contact is reachable as written."""
-    if not received:
-        return ""
-    transport, _, hostport = received.partition(":")
-    host, _, port = hostport.rpartition(":")
-    if transport != "udp" or not host or not port.isdigit():
+    source = parse_destination(received) if received else None
+    if source is None or source[0] != "udp":
         return ""
     try:
         uri = SipUri.parse(contact)
     except SipParseError:
         return ""
-    if (uri.host.strip("[]"), uri.port or 5060) == (host.strip("[]"), int(port)):
+    if (uri.host.strip("[]"), uri.port or 5060) == source[1:] or not is_private(uri.host):
         return ""
-    if not is_private(uri.host):
-        return ""
-    return received
+    return received or ""
 
 
 def parse_destination(value: str) -> tuple[str, str, int] | None:

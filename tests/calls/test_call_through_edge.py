@@ -13,25 +13,30 @@ from tests.support.daemon import DaemonProcess, write_config
 from tests.support.pjua_client import pjua_answer, run_pjua
 
 
-def trunk_to(callee_port: int, calls: str) -> str:
-    """Config: loopback is a trunk; numbers starting with 1 go to the callee port."""
-    return f"""
-[[trunks]]
-name = "test-trunk"
-allow = ["127.0.0.0/8"]
-
+def trunk_to(callee_port: int, calls: str, outbound: tuple[str, str] | None = None) -> str:
+    """Config: loopback is a trunk; numbers starting with 1 go to the callee port, through
+    the outbound trunk `outbound` = (name, its [[trunks]] table) when given."""
+    name, table = outbound or (
+        "callee",
+        f"""
 [[trunks]]
 name = "callee"
 host = "127.0.0.1"
 port = {callee_port}
 options_interval = 0  # the SIPp callee runs a call scenario: no OPTIONS probes
-
+""",
+    )
+    return f"""
+[[trunks]]
+name = "test-trunk"
+allow = ["127.0.0.0/8"]
+{table}
 [calls]
 {calls}
 
 [[calls.routes]]
 prefix = "1"
-trunks = ["callee"]
+trunks = ["{name}"]
 transit = true
 """
 

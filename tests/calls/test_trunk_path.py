@@ -30,21 +30,7 @@ DaemonFactory = Callable[..., DaemonProcess]
 def trunk_config(callee_port: int, trunk: str = "", calls: str = "no_answer_timeout = 10.0") -> str:
     """Loopback callers come in as a trunk; numbers starting with 1 go out to `callee_port`,
     through the outbound trunk `trunk` (a `carrier()` table) when given."""
-    if not trunk:
-        return trunk_to(callee_port, calls)
-    return f"""
-[[trunks]]
-name = "test-trunk"
-allow = ["127.0.0.0/8"]
-{trunk}
-[calls]
-{calls}
-
-[[calls.routes]]
-prefix = "1"
-trunks = ["carrier"]
-transit = true
-"""
+    return trunk_to(callee_port, calls, ("carrier", trunk) if trunk else None)
 
 
 @pytest.fixture
