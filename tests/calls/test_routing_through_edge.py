@@ -74,11 +74,13 @@ allow = ["127.0.0.0/8"]
 name = "first"
 host = "127.0.0.1"
 port = {first}
+options_interval = 0  # SIPp callees run call scenarios: no OPTIONS probes
 
 [[trunks]]
 name = "second"
 host = "127.0.0.1"
 port = {second}
+options_interval = 0
 
 [calls]
 no_answer_timeout = 20.0
