@@ -53,7 +53,7 @@ from gateway.sip.admission import AuthenticatedOnly
 from gateway.sip.directory import Directory
 from gateway.sip.edge import SipEdge
 from media.engine import EngineSettings, PjsipEngine
-from tests.support.ports import free_udp_port
+from tests.support.ports import free_media_port, free_udp_port
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "tests" / "sipp"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -117,7 +117,7 @@ async def start_uas(
         "-p",
         str(port),
         "-mp",
-        str(media_port or free_udp_port()),
+        str(media_port or free_media_port()),
         "-nostdin",
         "-trace_err",
         *extra,
@@ -141,7 +141,7 @@ async def run_uac(
     argv = [
         *uac_argv(target, SCENARIOS / "call_uac_hangup.xml"),
         "-mp",
-        str(free_udp_port()),
+        str(free_media_port()),
         "-set",
         "rtp_port",
         str(rtp_port),

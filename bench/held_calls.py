@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.calls import engine_to, proc_cpu, process_cpu, run_uac, start_uas
 from gateway.config.models import LoggingConfig
 from gateway.logs import configure_logging
-from tests.support.ports import free_udp_port
+from tests.support.ports import free_media_port, free_udp_port
 
 # G.711 with 20 ms packets.
 PACKETS_PER_SECOND = 50
@@ -176,7 +176,7 @@ async def bench(counts: list[int], rate: int, window: float) -> None:
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="callgate-held-") as tmp:
         work = Path(tmp)
-        caller_echo = free_udp_port()
+        caller_echo = free_media_port()
         # The caller's media address: a SIPp that only echoes RTP (it gets no SIP).
         echo = await start_uas(work, free_udp_port(), "-rtp_echo", media_port=caller_echo)
         try:

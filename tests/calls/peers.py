@@ -14,7 +14,7 @@ from gateway.calls.registry import CallRecord, CallSettings, CallState
 from gateway.calls.routing import Router
 from media.engine import EngineInfo, EngineSettings, PjsipEngine
 from tests.support.pjua_client import PjuaResult, pjua_answer, run_pjua
-from tests.support.ports import free_udp_port
+from tests.support.ports import free_media_port, free_udp_port
 from tests.support.sipp import SCENARIOS, sipp_binary
 
 CODECS = ("PCMU/8000/1", "PCMA/8000/1", "G722/16000/1", "opus/48000/2")
@@ -136,7 +136,7 @@ async def start_sipp(
         "-p",
         str(port if port is not None else free_udp_port()),
         "-mp",
-        str(free_udp_port()),
+        str(free_media_port()),
         "-nostdin",
         "-timeout",
         f"{timeout}s",
