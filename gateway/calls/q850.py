@@ -75,6 +75,7 @@ SIP_TO_Q850: dict[int, int] = {
     420: 127,
     421: 127,
     423: 127,
+    430: 20,  # Flow Failed (RFC 5626, after RFC 3398): the subscriber is absent
     480: 18,
     481: 41,
     482: 25,

@@ -18,7 +18,7 @@ RFC 3261 §16.7, the first 200 wins (the engine cancels the others), a 6xx
 from one contact ends the search at once, and otherwise the caller gets the
 best final answer once every contact failed: 4xx before 5xx, and among
 4xx 486 (busy) first, because a phone that is busy says more than one that
-is off. Busy (486/600), unreachable (408/480/5xx) and a no-answer timer
+is off. Busy (486/600), unreachable (408/430/480/5xx) and a no-answer timer
 then take the account's forwarding (`forwarded`, which keeps the state):
 the target is routed again as if the account had dialled it, one hop
 further; the hop cap and the caller's Max-Forwards end forwarding loops.
@@ -152,6 +152,8 @@ CALLEE_FAILURES: dict[int, CallerAnswer] = {
     480: CallerAnswer(
         480, "Temporarily Unavailable", Disposition.NO_ANSWER, Cause.CALLEE_UNAVAILABLE
     ),
+    # The edge: the phone's TCP/TLS connection (its only way in through NAT) is gone.
+    430: CallerAnswer(480, "Temporarily Unavailable", Disposition.FAILED, Cause.CALLEE_UNAVAILABLE),
     484: CallerAnswer(484, "Address Incomplete", Disposition.FAILED, Cause.CALLEE_FAILED),
     486: CallerAnswer(486, "Busy Here", Disposition.BUSY, Cause.CALLEE_BUSY),
     487: CallerAnswer(487, "Request Terminated", Disposition.CANCELLED, Cause.CALLEE_FAILED),
@@ -174,7 +176,7 @@ def fails_over(callee_status: int) -> bool:
 
 
 _BUSY = (486, 600)
-_UNREACHABLE = (408, 480)
+_UNREACHABLE = (408, 430, 480)
 
 
 def forward_target(forwarding: Forwarding, callee_status: int) -> str:

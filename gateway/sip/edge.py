@@ -410,8 +410,8 @@ class SipEdge:
     def _to_upstream(self, request: SipRequest, peer: Peer, origin: str | None = None) -> None:
         assert self._internal is not None and self._internal_iface is not None
         incoming = self._iface_for(peer.transport, peer.address[0])
-        if peer.transport == "udp" and request.method != "REGISTER":
-            request = with_public_contact(request, peer.address)
+        if request.method != "REGISTER":
+            request = with_public_contact(request, peer.address, peer.transport)
         try:
             forwarded = forward_request(
                 request,
@@ -438,6 +438,9 @@ class SipEdge:
             request.headers.remove(DESTINATION_HEADER)
             parsed = parse_destination(named)
             nat_hop = Hop(*parsed) if parsed is not None else None
+            if nat_hop is not None and not self._flow_open(nat_hop):
+                self._flow_failed(request)
+                return
         probe = nat_hop or next_hop_for_request(request, "udp")
         outgoing = self._iface_for(probe.transport, probe.host)
         try:
@@ -455,6 +458,20 @@ class SipEdge:
         self._forwarded_out.inc()
         self._send_to_hop(hop, serialize(forwarded))
 
+    def _flow_open(self, hop: Hop) -> bool:
+        """UDP always; a stream only on the connection the phone opened (a NAT lets
+        nothing else in)."""
+        return hop.transport == "udp" or (hop.transport, hop.host, hop.port) in self.connections
+
+    def _flow_failed(self, request: SipRequest) -> None:
+        """The phone's connection is gone: 430 to the engine (RFC 5626 §5.3), which
+        fails this leg now instead of after a timeout."""
+        assert self._internal is not None
+        self.metrics.sip_dropped.labels(reason="flow_failed").inc()
+        if request.method != "ACK":
+            response = self._reply_with(request, 430, "Flow Failed", ())
+            self._internal.sendto(serialize(response), self.upstream)
+
     def _public_response(self, response: SipResponse, peer: Peer) -> None:
         parsed = vias(response)
         if len(parsed) == 1 and (parsed[0].branch or "").startswith(LOCAL_BRANCH):
@@ -466,9 +483,7 @@ class SipEdge:
             self.metrics.sip_dropped.labels(reason="stray_response").inc()
             return
         assert self._internal is not None and self._internal_iface is not None
-        out = routed[0]
-        if peer.transport == "udp":
-            out = with_public_contact(out, peer.address)
+        out = with_public_contact(routed[0], peer.address, peer.transport)
         self._internal.sendto(serialize(keep_in_route(out, self._internal_iface)), self.upstream)
 
     def _internal_response(self, response: SipResponse) -> None:

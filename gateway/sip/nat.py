@@ -7,8 +7,13 @@ rewritten to the source (in INVITE-dialog requests and responses from the
 public side, so the engine's in-dialog requests go to the NAT binding), and a
 call to a registered contact is sent to the address its REGISTER came from
 (`Binding.received`), named in `DESTINATION_HEADER` by call control and
-consumed by the edge. Stream transports are left alone: reaching a NATed TCP
-client needs its own connection (RFC 5626 flows), not an address.
+consumed by the edge. Over TCP and TLS the phone's source is its connection
+(the flow of RFC 5626): the rewritten Contact names the transport, so the
+engine's in-dialog requests come back to the edge and leave on that
+connection, and a call to the binding goes out on it too (the phone keeps it
+open with CRLF keep-alives, which the edge answers). A flow that has closed
+cannot be reopened through the NAT: the edge answers such a call leg 430
+Flow Failed (RFC 5626 §5.3) instead of dialling the phone's private address.
 
 Pure functions: text in, text out.
 """
@@ -55,8 +60,12 @@ def is_private(host: str) -> bool:
     return any(address in network for network in _NAT_NETWORKS)
 
 
-def nated_contact(contact: str, source: tuple[str, int]) -> str | None:
-    """`contact` (a header value) rewritten to `source` when it hides behind NAT, else None."""
+def nated_contact(contact: str, source: tuple[str, int], transport: str = "udp") -> str | None:
+    """`contact` (a header value) rewritten to `source` when it hides behind NAT, else None.
+
+    Over a stream `transport` the rewritten URI says so (`;transport=tcp`), or it
+    would be reached over UDP; a Contact asking for another transport is left alone.
+    """
     try:
         parsed: NameAddress = parse_name_addr(contact, "Contact")
         uri = SipUri.parse(parsed.uri)
@@ -65,20 +74,28 @@ def nated_contact(contact: str, source: tuple[str, int]) -> str | None:
     host, port = uri.host.strip("[]"), uri.port or 5060
     if (host, port) == source or not is_private(host):
         return None
-    public = f"[{source[0]}]" if ":" in source[0] else source[0]
     start = contact.find(parsed.uri)
-    rewritten = _with_hostport(parsed.uri, uri, f"{public}:{source[1]}")
     if start < 0:
         return None
+    named = "tls" if uri.scheme == "sips" else (uri.params.get("transport") or "").lower()
+    if named not in ("", transport):
+        return None
+    public = f"[{source[0]}]" if ":" in source[0] else source[0]
+    rewritten = _with_hostport(parsed.uri, uri, f"{public}:{source[1]}")
+    if not named and transport != "udp":  # a stream the URI does not name: name it
+        head, mark, tail = rewritten.partition("?")
+        rewritten = f"{head};transport={transport}{mark}{tail}"
+        if contact[start - 1 : start] != "<":  # addr-spec: URI params need the brackets
+            rewritten = f"<{rewritten}>"
     return contact[:start] + rewritten + contact[start + len(parsed.uri) :]
 
 
-def with_public_contact(message: M, source: tuple[str, int]) -> M:
+def with_public_contact(message: M, source: tuple[str, int], transport: str = "udp") -> M:
     """`message` with its single Contact rewritten to `source` if it hides behind NAT."""
     values = message.headers.get_all("Contact")
     if len(values) != 1:
         return message  # none, or a REGISTER-style list: not a dialog's remote target
-    fixed = nated_contact(values[0], source)
+    fixed = nated_contact(values[0], source, transport)
     if fixed is None:
         return message
     headers = message.headers.copy()
@@ -100,7 +117,7 @@ def destination(received: str | None, contact: str) -> str:
     """`DESTINATION_HEADER` value for a call to a registered `contact` that registered
     from `received` (`transport:ip:port`); empty when the contact is reachable as written."""
     source = parse_destination(received) if received else None
-    if source is None or source[0] != "udp":
+    if source is None:
         return ""
     try:
         uri = SipUri.parse(contact)

@@ -18,7 +18,9 @@ import pytest
 from gateway.sip.directory import format_ha1
 from tests.calls.peers import SippRun, start_sipp
 from tests.support.daemon import DaemonProcess, write_config
+from tests.support.pjua_client import PjuaProcess
 from tests.support.ports import free_udp_port
+from tests.support.tls import self_signed
 
 pytestmark = [pytest.mark.interop, pytest.mark.engine]
 
@@ -91,8 +93,15 @@ class Node:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
+    cert, key = self_signed(tmp_path)
     data_dir = tmp_path / "data"
-    config = write_config(tmp_path / "c.toml", data_dir, extra=accounts_config(tmp_path))
+    config = write_config(
+        tmp_path / "c.toml",
+        data_dir,
+        extra=accounts_config(tmp_path),
+        listen=f'\n    {{ transport = "tls", host = "127.0.0.1", port = 0, '
+        f'tls_cert = "{cert}", tls_key = "{key}" }},',
+    )
     daemon = DaemonProcess(config, data_dir)
     try:
         daemon.wait_event("ready", timeout=30)
@@ -199,3 +208,59 @@ async def test_a_phone_behind_nat_is_called_where_it_registered_from(node: Node)
     await node.call("bob")
     await _expect([phone])
     assert (await node.finished())["disposition"] == "answered"
+
+
+def _phone_behind_nat(node: Node, transport: str, contact_port: int = 5099) -> PjuaProcess:
+    """pjua registers bob over `transport` with a private Contact, then answers one call
+    and waits for the caller's BYE."""
+    return PjuaProcess(
+        [
+            "phone",
+            *("--registrar", f"127.0.0.1:{node.daemon.sip_port(transport)}"),
+            *("--transport", transport, "--user", "bob", "--domain", "example.test"),
+            *("--password", PASSWORDS["bob"], "--hold-s", "0", "--ring-ms", "100"),
+            "--tls-no-verify",
+            *("--contact", f"<sip:bob@10.0.0.99:{contact_port};transport={transport}>"),
+        ],
+        timeout=40,
+    )
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+async def test_a_phone_behind_nat_is_called_on_its_own_connection(
+    node: Node, transport: str
+) -> None:
+    """Over TCP/TLS nothing reaches a NATed phone but the connection it registered on:
+    the INVITE goes out on it, and the BYE too (its 200's Contact, 10.0.0.99, is fixed)."""
+    phone = _phone_behind_nat(node, transport)
+    try:
+        registered = await asyncio.to_thread(phone.wait_for, "registered", 20)
+        assert registered is not None, phone.stop().describe()
+        await node.call("bob")
+        result = await asyncio.to_thread(phone.wait, 40)
+        assert result.ok, result.describe()
+        assert "CONFIRMED" in result.call_states(), result.describe()
+    finally:
+        phone.stop()
+    assert (await node.finished())["disposition"] == "answered"
+
+
+async def test_a_call_to_a_closed_flow_fails_at_once_with_430(node: Node) -> None:
+    """The phone's connection is gone (it quit without unregistering): the edge cannot
+    reach it through its NAT, so the leg fails with 430 instead of dialling 10.0.0.99."""
+    phone = _phone_behind_nat(node, "tcp")
+    try:
+        assert await asyncio.to_thread(phone.wait_for, "registered", 20) is not None
+    finally:
+        phone.stop()  # closes its TCP connection; the binding stays
+    caller = await start_sipp(
+        "caller-flow",
+        "call_uac_refused.xml",
+        node.workdir,
+        remote=node.target,
+        args=("-s", "bob", "-m", "1", "-set", "rtp_port", str(free_udp_port())),
+    )
+    await caller.finish(timeout=30)
+    record = await node.finished()
+    assert (record["disposition"], record["caller_status"]) == ("failed", 480), record
+    assert 'callgate_sip_dropped_total{reason="flow_failed"} 1.0' in node.daemon.metrics()

@@ -43,13 +43,35 @@ def test_destination_of_a_binding() -> None:
     contact = "sip:bob@10.0.0.99:5099"
     assert destination("udp:203.0.113.9:40123", contact) == "udp:203.0.113.9:40123"
     assert destination("udp:10.0.0.99:5099", contact) == ""  # reachable as written
-    assert destination("tcp:203.0.113.9:40123", contact) == ""  # streams need a flow
+    assert destination("tcp:203.0.113.9:40123", contact) == "tcp:203.0.113.9:40123"  # its flow
+    assert destination("tls:203.0.113.9:40123", contact) == "tls:203.0.113.9:40123"
     assert destination("udp:203.0.113.9:40123", "sip:bob@198.51.100.7") == ""
     assert destination(None, contact) == ""
     assert parse_destination("udp:203.0.113.9:40123") == ("udp", "203.0.113.9", 40123)
     assert parse_destination("udp:[2001:db8::9]:5060") == ("udp", "2001:db8::9", 5060)
     for bad in ("", "udp", "udp:host.example:5060", "udp:1.2.3.4:0", "sctp:1.2.3.4:5060"):
         assert parse_destination(bad) is None, bad
+
+
+def test_over_a_stream_the_rewritten_contact_names_the_transport() -> None:
+    source = ("203.0.113.9", 40123)
+    assert (
+        nated_contact("<sip:bob@10.0.0.5:5060;transport=tcp>;expires=60", source, "tcp")
+        == "<sip:bob@203.0.113.9:40123;transport=tcp>;expires=60"
+    )
+    assert (
+        nated_contact("<sip:bob@10.0.0.5:5060;ob>", source, "tcp")
+        == "<sip:bob@203.0.113.9:40123;ob;transport=tcp>"
+    )
+    assert nated_contact("sip:bob@10.0.0.5", source, "tls") == (
+        "<sip:bob@203.0.113.9:40123;transport=tls>"
+    )
+    assert nated_contact("<sips:bob@10.0.0.5:5061>", source, "tls") == (
+        "<sips:bob@203.0.113.9:40123>"
+    )
+    # A Contact that asks for another transport than the one it came over: left alone.
+    assert nated_contact("<sip:bob@10.0.0.5;transport=udp>", source, "tcp") is None
+    assert nated_contact("<sip:bob@10.0.0.5;transport=tcp>", source, "udp") is None
 
 
 def test_only_a_single_contact_of_a_message_is_fixed() -> None:
@@ -65,8 +87,8 @@ def test_only_a_single_contact_of_a_message_is_fixed() -> None:
     assert response.headers.get("Contact") == "<sip:b@10.0.0.99:5099>"  # the original stays
 
 
-@given(st.text(max_size=200), st.text(max_size=60))
-def test_fuzz_never_raises(contact: str, value: str) -> None:
-    nated_contact(contact, ("203.0.113.9", 4000))
+@given(st.text(max_size=200), st.text(max_size=60), st.sampled_from(("udp", "tcp", "tls")))
+def test_fuzz_never_raises(contact: str, value: str, transport: str) -> None:
+    nated_contact(contact, ("203.0.113.9", 4000), transport)
     parse_destination(value)
     destination(value, contact)

@@ -26,7 +26,7 @@ drain_timeout = {drain_timeout}
 server_header = "{server_header}"
 listen = [
     {{ transport = "udp", host = "127.0.0.1", port = 0 }},
-    {{ transport = "tcp", host = "127.0.0.1", port = 0 }},
+    {{ transport = "tcp", host = "127.0.0.1", port = 0 }},{listen}
 ]
 
 [http]
@@ -46,10 +46,15 @@ def write_config(
     server_header: str = "Callgate",
     drain_timeout: float = 5.0,
     extra: str = "",
+    listen: str = "",
 ) -> Path:
+    """`listen`: more listener tables (TOML inline tables, comma-first) after UDP and TCP."""
     path.write_text(
         BASE_CONFIG.format(
-            data_dir=data_dir, server_header=server_header, drain_timeout=drain_timeout
+            data_dir=data_dir,
+            server_header=server_header,
+            drain_timeout=drain_timeout,
+            listen=listen,
         )
         + extra,
         encoding="utf-8",

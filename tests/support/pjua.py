@@ -6,6 +6,7 @@ PJSIP, so this runs as a separate process:
     python tests/support/pjua.py register --registrar 127.0.0.1:5060 ...
     python tests/support/pjua.py answer --listen-transport udp ...
     python tests/support/pjua.py call --target sip:bob@127.0.0.1:5060 ...
+    python tests/support/pjua.py phone --registrar 127.0.0.1:5060 --contact ... (register, answer)
 
 Every event is one JSON object per line on stdout (PJSIP and our own logs go
 to stderr); the last one is always `{"event": "exit", "code": N, ...}`. The
@@ -377,23 +378,36 @@ class RegistrationLog:
         return code, reason
 
 
+def _note_reg_state(agent: UserAgent, log: RegistrationLog, account: Any, prm: Any) -> None:
+    try:
+        active = bool(account.getInfo().regIsActive)
+    except Exception:  # the account may be going away
+        active = False
+    log.states.append((int(prm.code), str(prm.reason), int(prm.expiration)))
+    agent.sink.emit(
+        "reg_state",
+        code=int(prm.code),
+        reason=str(prm.reason),
+        expires=int(prm.expiration),
+        active=active,
+    )
+
+
 def _registering_account(agent: UserAgent, log: RegistrationLog) -> Any:
     class RegisteringAccount(pj.Account):  # type: ignore[misc]
         def onRegState(self, prm: Any) -> None:
-            try:
-                active = bool(self.getInfo().regIsActive)
-            except Exception:  # the account may be going away
-                active = False
-            log.states.append((int(prm.code), str(prm.reason), int(prm.expiration)))
-            agent.sink.emit(
-                "reg_state",
-                code=int(prm.code),
-                reason=str(prm.reason),
-                expires=int(prm.expiration),
-                active=active,
-            )
+            _note_reg_state(agent, log, self, prm)
 
     return RegisteringAccount()
+
+
+def _registration_config(agent: UserAgent, args: argparse.Namespace) -> Any:
+    cfg = _account_config(agent, f"sip:{args.user}@{args.domain}", args.user, args.password)
+    cfg.regConfig.registrarUri = f"sip:{args.registrar};transport={args.transport}"
+    cfg.regConfig.timeoutSec = args.expires
+    cfg.regConfig.retryIntervalSec = 0  # a failure is reported, not retried
+    cfg.regConfig.registerOnAdd = False
+    return cfg
 
 
 def run_register(agent: UserAgent, args: argparse.Namespace) -> tuple[int, str]:
@@ -401,15 +415,10 @@ def run_register(agent: UserAgent, args: argparse.Namespace) -> tuple[int, str]:
         args.transport, args.bind, args.codecs, "Callgate pjua", _tls_options(args)
     )
     agent.sink.emit("transport", transport=args.transport, port=port)
-    cfg = _account_config(agent, f"sip:{args.user}@{args.domain}", args.user, args.password)
-    cfg.regConfig.registrarUri = f"sip:{args.registrar};transport={args.transport}"
-    cfg.regConfig.timeoutSec = args.expires
-    cfg.regConfig.retryIntervalSec = 0  # a failure is reported, not retried
-    cfg.regConfig.registerOnAdd = False
     log = RegistrationLog()
     account = _registering_account(agent, log)
     agent.keep.append(account)
-    account.create(cfg)
+    account.create(_registration_config(agent, args))
     for attempt in range(1, args.count + 1):
         outcome = log.outcome(agent, account, register=True)
         if outcome is None:
@@ -671,10 +680,20 @@ def run_call(agent: UserAgent, args: argparse.Namespace) -> tuple[int, str]:
 # --- answer ------------------------------------------------------------------
 
 
-def _answering_account(agent: UserAgent, args: argparse.Namespace, progress: CallProgress) -> Any:
+def _answering_account(
+    agent: UserAgent,
+    args: argparse.Namespace,
+    progress: CallProgress,
+    log: RegistrationLog | None = None,
+) -> Any:
+    """Answers the first incoming call (and records its registrations in `log`, if any)."""
     calls: list[Any] = []
 
     class AnsweringAccount(pj.Account):  # type: ignore[misc]
+        def onRegState(self, prm: Any) -> None:
+            if log is not None:
+                _note_reg_state(agent, log, self, prm)
+
         def onIncomingCall(self, prm: Any) -> None:
             # Only the first call is ours; later ones get their own progress and a 486.
             first = not calls
@@ -727,6 +746,36 @@ def run_answer(agent: UserAgent, args: argparse.Namespace) -> tuple[int, str]:
     account.create(_account_config(agent, uri, None, None))
     agent.keep.append(account)
     agent.sink.emit("listening", transport=args.listen_transport, host=host, port=port, uri=uri)
+    return _serve_one_call(agent, args, account, progress)
+
+
+def run_phone(agent: UserAgent, args: argparse.Namespace) -> tuple[int, str]:
+    """Register (with `--contact` as Contact, e.g. a private address as behind NAT), then
+    answer one call that arrives, like `answer`."""
+    _, port = agent.start(
+        args.transport, args.bind, args.codecs, "Callgate pjua phone", _tls_options(args)
+    )
+    agent.sink.emit("transport", transport=args.transport, port=port)
+    cfg = _registration_config(agent, args)
+    if args.contact:
+        cfg.sipConfig.contactForced = args.contact
+    log = RegistrationLog()
+    progress = CallProgress()
+    account = _answering_account(agent, args, progress, log)
+    agent.keep.append(account)
+    account.create(cfg)
+    outcome = log.outcome(agent, account, register=True)
+    if outcome is None:
+        return EXIT_TIMEOUT, "no answer to REGISTER"
+    if outcome[0] != 200:
+        return EXIT_FAILED, f"REGISTER got {outcome[0]} {outcome[1]}"
+    agent.sink.emit("registered", port=port)
+    return _serve_one_call(agent, args, account, progress)
+
+
+def _serve_one_call(
+    agent: UserAgent, args: argparse.Namespace, account: Any, progress: CallProgress
+) -> tuple[int, str]:
     if not agent.pump_until(lambda: account.first_call() is not None):
         return EXIT_TIMEOUT, "no call arrived"
     call = account.first_call()
@@ -796,14 +845,29 @@ def _parser() -> argparse.ArgumentParser:
         "--expect-code", type=int, default=200, help="succeed iff REGISTER gets this code"
     )
 
-    answer = commands.add_parser("answer", parents=[common], help="answer one incoming call")
-    answer.add_argument("--listen-transport", choices=("udp", "tcp"), default="udp")
-    answer.add_argument("--user", default="answer", help="user part of our URI")
-    answer.add_argument("--code", type=int, default=200, help="final response to send")
-    answer.add_argument("--ring-ms", type=int, default=0, help="send 180 and wait this long")
-    answer.add_argument(
+    answering = argparse.ArgumentParser(add_help=False)
+    answering.add_argument("--code", type=int, default=200, help="final response to send")
+    answering.add_argument("--ring-ms", type=int, default=0, help="send 180 and wait this long")
+    answering.add_argument(
         "--hold-s", type=float, default=2.0, help="hang up this long after CONFIRMED (0: never)"
     )
+
+    answer = commands.add_parser(
+        "answer", parents=[common, answering], help="answer one incoming call"
+    )
+    answer.add_argument("--listen-transport", choices=("udp", "tcp"), default="udp")
+    answer.add_argument("--user", default="answer", help="user part of our URI")
+
+    phone = commands.add_parser(
+        "phone", parents=[common, tls, answering], help="register, then answer one call"
+    )
+    phone.add_argument("--registrar", required=True, metavar="HOST:PORT")
+    phone.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp")
+    phone.add_argument("--user", required=True)
+    phone.add_argument("--domain", required=True)
+    phone.add_argument("--password", required=True)
+    phone.add_argument("--expires", type=int, default=60)
+    phone.add_argument("--contact", help="Contact to register and answer with (as behind NAT)")
 
     call = commands.add_parser("call", parents=[common, tls], help="place one call")
     call.add_argument("--target", required=True, help="request URI, e.g. sip:bob@127.0.0.1:5060")
@@ -821,6 +885,7 @@ def _parser() -> argparse.ArgumentParser:
 _COMMANDS: dict[str, Callable[[UserAgent, argparse.Namespace], tuple[int, str]]] = {
     "register": run_register,
     "answer": run_answer,
+    "phone": run_phone,
     "call": run_call,
 }
 
