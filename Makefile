@@ -12,7 +12,7 @@ STAMPS := $(VENV)/.stamps
 APT_PACKAGES := build-essential pkg-config swig xz-utils ca-certificates \
 	debian-archive-keyring python3-dev python3-venv \
 	libsrtp2-dev libspeex-dev libspeexdsp-dev libgsm1-dev libopus-dev libssl-dev uuid-dev \
-	sip-tester systemd postgresql
+	sip-tester systemd postgresql dnsmasq-base
 
 .PHONY: run test setup lint typecheck unit docs clean
 

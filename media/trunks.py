@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.logs import get_logger
+from gateway.sip.uri import hostport
 
 _log = get_logger("engine.trunks")
 
@@ -37,7 +38,7 @@ class TrunkAccountSettings:
 
     name: str
     host: str
-    port: int
+    port: int | None
     transport: str
     username: str | None = None
     password: str | None = None
@@ -45,9 +46,7 @@ class TrunkAccountSettings:
     registration_expires: int = 600
 
     def registrar_uri(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        params = "" if self.transport == "udp" else f";transport={self.transport}"
-        return f"sip:{host}:{self.port}{params}"
+        return f"sip:{hostport(self.host, self.port, self.transport)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from gateway.calls.routing import (
     dialed_number,
 )
 from gateway.config.models import CallgateConfig
+from gateway.sip.uri import hostport
 
 NOT_FOUND = Refusal(404, "Not Found")
 INCOMPLETE = Refusal(484, "Address Incomplete")
@@ -71,15 +72,14 @@ class TrunkTarget:
 
     name: str
     host: str
-    port: int = 5060
+    port: int | None = 5060
+    """None: no port in the URI (a DNS name: its SRV records say)."""
     transport: str = "udp"
     channels: int | None = None
     trusted: bool = False
 
     def uri(self, user: str) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        params = "" if self.transport == "udp" else f";transport={self.transport}"
-        return f"sip:{user}@{host}:{self.port}{params}"
+        return f"sip:{user}@{hostport(self.host, self.port, self.transport)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +171,7 @@ class DialPlan:
             for a in config.accounts
         }
         trunks = {
-            t.name: TrunkTarget(t.name, t.host, t.port, t.transport, t.channels, t.trusted)
+            t.name: TrunkTarget(t.name, t.host, t.uri_port, t.transport, t.channels, t.trusted)
             for t in config.trunks
             if t.host is not None
         }

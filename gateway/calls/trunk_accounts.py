@@ -13,6 +13,7 @@ from gateway.config.accounts import TrunkConfig
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.sip.edge import SipEdge
+from gateway.sip.uri import hostport
 from media.trunks import EdgeRoute, TrunkAccountSettings, TrunkRegistration
 
 _log = get_logger("calls.trunks")
@@ -21,11 +22,9 @@ _log = get_logger("calls.trunks")
 def edge_route(edge: SipEdge) -> EdgeRoute:
     """The engine's way out: Route to the edge's internal side, Contact on its public side."""
     public = edge.public_interface("udp")
-    host = f"[{public.host}]" if ":" in public.host else public.host
-    params = "" if public.transport == "udp" else f";transport={public.transport}"
     return EdgeRoute(
         proxy=edge.internal_interface.uri("engine").strip("<>"),
-        contact=f"sip:{host}:{public.port}{params}",
+        contact=f"sip:{hostport(public.host, public.port, public.transport)}",
     )
 
 
@@ -38,7 +37,7 @@ def trunk_accounts(trunks: Sequence[TrunkConfig]) -> tuple[TrunkAccountSettings,
         TrunkAccountSettings(
             name=t.name,
             host=t.host,
-            port=t.port,
+            port=t.uri_port,
             transport=t.transport,
             username=t.username,
             password=t.password.reveal().get_secret_value() if t.password is not None else None,

@@ -21,7 +21,8 @@ from gateway.metrics import Metrics
 from gateway.sip.edge import SipEdge
 from gateway.sip.headers import Headers
 from gateway.sip.message import SipRequest, SipResponse, cseq, vias
-from gateway.sip.proxy import LOCAL_BRANCH, Hop, Interface
+from gateway.sip.proxy import LOCAL_BRANCH, Hop, Interface, hop_to
+from gateway.sip.uri import hostport
 
 _log = get_logger("calls.trunk_health")
 
@@ -41,9 +42,7 @@ def options_request(
     hop: Hop, via: Interface, branch: str, call_id: str, user_agent: str
 ) -> SipRequest:
     """An out-of-dialog OPTIONS to the trunk at `hop`, sent by the edge itself."""
-    host = f"[{hop.host}]" if ":" in hop.host else hop.host
-    params = "" if hop.transport == "udp" else f";transport={hop.transport}"
-    uri = f"sip:{host}:{hop.port}{params}"
+    uri = f"sip:{hostport(hop.host, None if hop.srv else hop.port, hop.transport)}"
     own = f"[{via.host}]" if ":" in via.host else via.host
     headers = Headers(
         (
@@ -86,7 +85,7 @@ class TrunkProber:
         """Probe the outbound trunks with checks enabled (start and reload)."""
         checks = health_checks(trunks)
         self._hops = {
-            t.name: Hop(t.transport, t.host, t.port)
+            t.name: hop_to(t.transport, t.host, t.uri_port)
             for t in trunks
             if t.name in checks and t.host is not None
         }

@@ -8,9 +8,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config.base import Section, check_port, check_region
+from gateway.config.base import Section, check_region
 from gateway.config.secrets import SecretRef
+from gateway.sip.uri import is_ip_literal
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?:{_LABEL}\.)*[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?")
+"""RFC 1123 labels; the last (top-level) label starts with a letter (RFC 3261 toplabel)."""
 _USERNAME = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}")
 
 
@@ -102,10 +106,12 @@ class TrunkConfig(Section):
     """Source networks admitted as this trunk, e.g. `["192.0.2.10/32", "2001:db8::/64"]`;
     empty for an outbound-only trunk."""
     host: str | None = None
-    """Where calls routed to this trunk go: an IP address (the edge does not resolve DNS
-    names yet); unset for an inbound-only trunk."""
-    port: int = 5060
-    """The trunk's SIP port."""
+    """Where calls routed to this trunk go: an IP address or a DNS name (resolved by the
+    edge, RFC 3263: SRV when `port` is unset, else A/AAAA); unset for an inbound-only
+    trunk. Calls from the trunk are still recognised by `allow` only."""
+    port: int | None = None
+    """The trunk's SIP port; unset: the SRV records' port for a DNS name, else 5060
+    (5061 for TLS)."""
     transport: Literal["udp", "tcp", "tls"] = "udp"
     """Transport towards the trunk."""
     username: str | None = None
@@ -137,8 +143,14 @@ class TrunkConfig(Section):
     options_up_after: int = Field(default=2, ge=1, le=100)
     """Answered probes in a row that bring a trunk that was out back into routing."""
 
-    _port = field_validator("port")(check_port)
     _region = field_validator("region")(check_region)
+
+    @field_validator("port")
+    @classmethod
+    def _remote_port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError("a trunk's port is a number from 1 to 65535")
+        return value
 
     @field_validator("allow")
     @classmethod
@@ -152,17 +164,27 @@ class TrunkConfig(Section):
 
     @field_validator("host")
     @classmethod
-    def _ip_literal(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ipaddress.ip_address(value.strip("[]"))
-            except ValueError:
-                raise ValueError(
-                    f"{value!r} is not an IP address; give the trunk's address "
-                    "(DNS names are not resolved yet)"
-                ) from None
-            return value.strip("[]")
-        return value
+    def _address_or_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            return str(ipaddress.ip_address(value.strip("[]")))
+        except ValueError:
+            pass
+        name = value.rstrip(".").lower()
+        if not _HOSTNAME.fullmatch(name):
+            raise ValueError(f"{value!r} is neither an IP address nor a DNS name")
+        return name
+
+    @property
+    def uri_port(self) -> int | None:
+        """The port written in URIs to this trunk: `port`; unset, the transport's default
+        for an address, and none for a DNS name (its SRV records decide)."""
+        if self.port is not None or self.host is None:
+            return self.port
+        if not is_ip_literal(self.host):
+            return None
+        return 5061 if self.transport == "tls" else 5060
 
     @model_validator(mode="after")
     def _inbound_or_outbound(self) -> TrunkConfig:

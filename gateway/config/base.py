@@ -43,3 +43,24 @@ def check_region(value: str) -> str:
     if not is_region(value):
         raise ValueError(f"{value!r} is not a region code (ISO 3166 alpha-2, e.g. US, DE, GB)")
     return value
+
+
+def nameserver_address(text: str) -> tuple[str, int] | None:
+    """(ip, port) of a DNS server written "ip", "ip:port", "v6" or "[v6]:port"; None if
+    it is none of these."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            if not text.endswith("]"):
+                return None
+            host, port = text[1:-1], "53"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    return str(address), int(port)

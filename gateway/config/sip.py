@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config.base import Section, check_host, check_port
+from gateway.config.base import Section, check_host, check_port, nameserver_address
 from gateway.config.secrets import SecretRef
 
 DigestAlgorithmName = Literal["SHA-256", "MD5"]
@@ -144,6 +144,12 @@ class SipConfig(Section):
     upstream: str | None = None
     """`host:port` (UDP) that admitted requests go to. Unset: the PJSIP engine.
     Tests point it at a SIPp UAS."""
+    dns_servers: tuple[str, ...] = ()
+    """DNS servers for trunk hosts and other peers given by name (`"ip"` or `"ip:port"`,
+    `"[v6]:port"`). Empty: the system's /etc/resolv.conf."""
+    dns_timeout: float = Field(default=2.0, gt=0, le=30)
+    """Seconds a name lookup may take before the request it holds fails (503 to the
+    engine, which fails over to the next trunk)."""
     auth: SipAuthConfig = SipAuthConfig()
     """Digest authentication."""
     registrar: RegistrarConfig = RegistrarConfig()
@@ -160,6 +166,14 @@ class SipConfig(Section):
                 raise ValueError(f"listener {key} is configured twice")
             seen.add(key)
         return self
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _servers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for server in value:
+            if nameserver_address(server) is None:
+                raise ValueError(f"{server!r} is not an IP address with an optional :port")
+        return value
 
     @field_validator("upstream")
     @classmethod

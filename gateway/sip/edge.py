@@ -24,6 +24,7 @@ from gateway.metrics import Metrics
 from gateway.sip.access import AccessControl, Answer
 from gateway.sip.admission import AdmissionPolicy, AdmissionRequest, Reject
 from gateway.sip.directory import Directory
+from gateway.sip.dns import DnsFailure, SipResolver, Target
 from gateway.sip.errors import SipParseError
 from gateway.sip.limits import ParseLimits
 from gateway.sip.lockout import PacketRateLimiter
@@ -64,6 +65,7 @@ from gateway.sip.transport import (
     open_udp,
     server_tls_context,
 )
+from gateway.sip.uri import is_ip_literal
 
 _log = get_logger("sip.edge")
 
@@ -144,6 +146,8 @@ class SipEdge:
         self.idle = asyncio.Event()  # set while no dialog or transaction is in progress
         self.idle.set()
         self.connections: Connections = {}
+        self.resolver = SipResolver(config.dns_servers, config.dns_timeout)
+        self._lookups: set[asyncio.Task[None]] = set()
         self._udp: list[UdpEndpoint] = []
         self._public: list[Interface] = []
         self._internal: UdpEndpoint | None = None
@@ -236,6 +240,11 @@ class SipEdge:
 
     def reload(self, config: SipConfig, directory: Directory) -> None:
         """Apply live-changeable settings (listeners stay as bound)."""
+        if (config.dns_servers, config.dns_timeout) != (
+            self.config.dns_servers,
+            self.config.dns_timeout,
+        ):
+            self.resolver = SipResolver(config.dns_servers, config.dns_timeout)
         self.config = config
         self.directory = directory
         self._blocked_agents = _agent_matcher(config.protection.user_agent_blocklist)
@@ -456,7 +465,7 @@ class SipEdge:
             return
         hop = nat_hop or next_hop_for_request(forwarded, "udp")
         self._forwarded_out.inc()
-        self._send_to_hop(hop, serialize(forwarded))
+        self._send_to_hop(hop, serialize(forwarded), lambda: self._unresolved(request))
 
     def _flow_open(self, hop: Hop) -> bool:
         """UDP always; a stream only on the connection the phone opened (a NAT lets
@@ -470,6 +479,13 @@ class SipEdge:
         self.metrics.sip_dropped.labels(reason="flow_failed").inc()
         if request.method != "ACK":
             response = self._reply_with(request, 430, "Flow Failed", ())
+            self._internal.sendto(serialize(response), self.upstream)
+
+    def _unresolved(self, request: SipRequest) -> None:
+        """The next hop's name did not resolve: 503 to the engine, which fails over."""
+        assert self._internal is not None
+        if request.method != "ACK":
+            response = self._reply_with(request, 503, "DNS Failure", ())
             self._internal.sendto(serialize(response), self.upstream)
 
     def _public_response(self, response: SipResponse, peer: Peer) -> None:
@@ -520,7 +536,14 @@ class SipEdge:
         """
         self._send_to_hop(hop, serialize(request))
 
-    def _send_to_hop(self, hop: Hop, payload: bytes) -> None:
+    def _send_to_hop(
+        self, hop: Hop, payload: bytes, unresolved: Callable[[], None] | None = None
+    ) -> None:
+        """Send to `hop`, resolving a DNS name first (`unresolved`: what to do when it
+        does not resolve; the message is dropped and counted either way)."""
+        if not is_ip_literal(hop.host):
+            self._send_to_name(hop, payload, unresolved)
+            return
         if hop.transport == "udp":
             v6 = ":" in hop.host
             for endpoint, iface in zip(
@@ -538,6 +561,41 @@ class SipEdge:
             task = asyncio.create_task(connect_stream(hop.host, hop.port, connection, tls))
             task.add_done_callback(_log_connect_failure)
         connection.send(payload)
+
+    def _send_to_name(
+        self, hop: Hop, payload: bytes, unresolved: Callable[[], None] | None
+    ) -> None:
+        port = None if hop.srv else hop.port
+
+        def send(targets: list[Target]) -> None:
+            host, target_port = targets[0]
+            self._send_to_hop(Hop(hop.transport, host, target_port), payload)
+
+        def fail() -> None:
+            self.metrics.sip_dropped.labels(reason="dns_failure").inc()
+            if unresolved is not None:
+                unresolved()
+
+        try:
+            known = self.resolver.cached(hop.host, hop.transport, port)
+        except DnsFailure:
+            fail()
+            return
+        if known is not None:  # the usual case: no task, no wait
+            send(known)
+            return
+
+        async def lookup() -> None:
+            try:
+                targets = await self.resolver.resolve(hop.host, hop.transport, port)
+            except DnsFailure:
+                fail()
+            else:
+                send(targets)
+
+        task = asyncio.create_task(lookup())
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
 
     def _reply_with(
         self, request: SipRequest, status: int, reason: str, extra: tuple[tuple[str, str], ...]

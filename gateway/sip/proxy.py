@@ -25,7 +25,7 @@ from gateway.sip.message import (
     top_via,
     vias,
 )
-from gateway.sip.uri import SipUri
+from gateway.sip.uri import SipUri, is_ip_literal
 
 MAGIC_COOKIE = "z9hG4bK"
 # Our branches carry this mark so responses to them are recognised.
@@ -56,6 +56,16 @@ class Hop:
     transport: str
     host: str
     port: int
+    srv: bool = False
+    """`host` is a DNS name given without a port: look up SRV (the port is the default)."""
+
+
+def hop_to(transport: str, host: str, port: int | None) -> Hop:
+    """The hop for `host[:port]` over `transport` (no port: the default, or SRV for a name)."""
+    host = host.strip("[]")
+    if port is not None:
+        return Hop(transport, host, port)
+    return Hop(transport, host, DEFAULT_PORTS.get(transport, 5060), srv=not is_ip_literal(host))
 
 
 @dataclass(frozen=True)
@@ -218,13 +228,13 @@ def keep_in_route(response: SipResponse, internal: Interface) -> SipResponse:
 
 
 def next_hop_for_request(request: SipRequest, default_transport: str) -> Hop:
-    """Top Route if any, else the Request-URI (IP literals; no DNS at this layer)."""
+    """Top Route if any, else the Request-URI (a DNS name is resolved when sending)."""
     target = request.headers.get("Route")
     uri = SipUri.parse(parse_name_addr(target, "Route").uri if target else request.uri)
     transport = (uri.params.get("transport") or default_transport).lower()
     if uri.scheme == "sips":
         transport = "tls"
-    return Hop(transport, uri.host.strip("[]"), uri.port or DEFAULT_PORTS.get(transport, 5060))
+    return hop_to(transport, uri.host, uri.port)
 
 
 def forward_response(response: SipResponse) -> tuple[SipResponse, Hop] | None:

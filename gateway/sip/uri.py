@@ -213,3 +213,20 @@ def parse_uri(text: str) -> SipUri:
 
 
 _memoised_uri = lru_cache(maxsize=PARSED_VALUE_CACHE)(SipUri.parse)
+
+
+def hostport(host: str, port: int | None, transport: str = "udp") -> str:
+    """`host[:port][;transport=...]` for writing a URI: IPv6 in brackets, no port for None,
+    no transport parameter for UDP."""
+    name = f"[{host}]" if ":" in host else host
+    params = "" if transport == "udp" else f";transport={transport}"
+    return f"{name}{'' if port is None else f':{port}'}{params}"
+
+
+def is_ip_literal(host: str) -> bool:
+    """An IPv4 or IPv6 address (brackets allowed), not a DNS name."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

@@ -66,9 +66,11 @@ def test_registration_reports_set_the_gauge(
     assert metrics.trunk_registered.labels(trunk="carrier")._value.get() == gauge
 
 
-def test_a_trunk_host_must_be_an_ip_address() -> None:
-    text = '[[trunks]]\nname = "carrier"\nhost = "sip.carrier.example"\n'
-    with pytest.raises(ConfigError, match="not an IP address"):
+def test_a_trunk_host_is_an_ip_address_or_a_dns_name() -> None:
+    text = '[[trunks]]\nname = "carrier"\nhost = "sip_carrier.example"\n'
+    with pytest.raises(ConfigError, match=r"c\.toml:3.*neither an IP address nor a DNS name"):
         parse_config(text, "c.toml")
+    named = parse_config('[[trunks]]\nname = "c"\nhost = "sip.carrier.example"\n', "c.toml")
+    assert (named.trunks[0].host, named.trunks[0].uri_port) == ("sip.carrier.example", None)
     config = parse_config('[[trunks]]\nname = "pbx"\nhost = "[2001:db8::5]"\n', "c.toml")
-    assert config.trunks[0].host == "2001:db8::5"
+    assert (config.trunks[0].host, config.trunks[0].uri_port) == ("2001:db8::5", 5060)

@@ -37,9 +37,11 @@ def trunk_config(callee_port: int, trunk: str = "", calls: str = "no_answer_time
 def daemon_factory(tmp_path: Path) -> Iterator[DaemonFactory]:
     started: list[DaemonProcess] = []
 
-    def start(extra: str, env: dict[str, str] | None = None, ready: bool = True) -> DaemonProcess:
+    def start(
+        extra: str, env: dict[str, str] | None = None, ready: bool = True, sip: str = ""
+    ) -> DaemonProcess:
         data_dir = tmp_path / f"data{len(started)}"
-        config = write_config(tmp_path / f"c{len(started)}.toml", data_dir, extra=extra)
+        config = write_config(tmp_path / f"c{len(started)}.toml", data_dir, extra=extra, sip=sip)
         daemon = DaemonProcess(config, data_dir, env)
         started.append(daemon)
         if ready:

@@ -24,6 +24,7 @@ drain_timeout = {drain_timeout}
 
 [sip]
 server_header = "{server_header}"
+{sip}
 listen = [
     {{ transport = "udp", host = "127.0.0.1", port = 0 }},
     {{ transport = "tcp", host = "127.0.0.1", port = 0 }},{listen}
@@ -47,14 +48,17 @@ def write_config(
     drain_timeout: float = 5.0,
     extra: str = "",
     listen: str = "",
+    sip: str = "",
 ) -> Path:
-    """`listen`: more listener tables (TOML inline tables, comma-first) after UDP and TCP."""
+    """`listen`: more listener tables (TOML inline tables, comma-first) after UDP and TCP;
+    `sip`: more `key = value` lines for the [sip] table."""
     path.write_text(
         BASE_CONFIG.format(
             data_dir=data_dir,
             server_header=server_header,
             drain_timeout=drain_timeout,
             listen=listen,
+            sip=sip,
         )
         + extra,
         encoding="utf-8",
