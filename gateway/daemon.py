@@ -17,6 +17,7 @@ from gateway.calls.dialplan import DialPlan
 from gateway.calls.overload import CallAdmission, EngineIntake, OverloadLimits, OverloadPolicy
 from gateway.calls.registry import CallSettings
 from gateway.calls.routing import CallRequest, dialed_number
+from gateway.calls.transfer import transfer_permission
 from gateway.calls.trunk_accounts import RegistrationReporter, edge_route, trunk_accounts
 from gateway.calls.trunk_health import TrunkHealth
 from gateway.calls.trunk_probe import TrunkProber
@@ -139,6 +140,7 @@ class Daemon:
         self.intake = EngineIntake()
         self.contacts = RegisteredContacts()
         self.dial_plan = DialPlan([], {})
+        self._transfer_permission = transfer_permission(config)
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
@@ -210,6 +212,7 @@ class Daemon:
             ).inc(),
             on_change=self.cdr_writer.record,
             on_offered=self.intake.offered,
+            may_transfer=self._may_transfer,
         )
         self.engine.attach_registrations(RegistrationReporter(self.metrics))
         try:
@@ -252,6 +255,7 @@ class Daemon:
             policy,
             bindings_sink=self._bindings_changed,
         )
+        self.edge.transfers = self.calls
         self.contacts.registrar = self.edge.access.registrar
         try:
             await self.edge.start(restored)
@@ -298,6 +302,10 @@ class Daemon:
         """B-legs and trunk registrations leave through the edge, with each trunk's account."""
         assert self.engine is not None and self.edge is not None
         await self.engine.route_through_edge(edge_route(self.edge), trunk_accounts(cfg.trunks))
+
+    def _may_transfer(self, account: str, trunk: str) -> bool:
+        """`allow_transfer` as the configuration says now (it follows reloads)."""
+        return self._transfer_permission(account, trunk)
 
     def _trunk_up(self, name: str) -> bool:
         """For routing: a trunk is up unless its OPTIONS probes say otherwise."""
@@ -453,6 +461,7 @@ class Daemon:
             _log.error("dial_plan_not_updated", missing_trunk=str(exc), hint="restart to apply")
             return
         self.dial_plan = plan
+        self._transfer_permission = transfer_permission(config)
         if self.calls is not None:
             self.calls.registry.router = plan
 

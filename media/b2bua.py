@@ -9,9 +9,12 @@ when the callee answers, connecting both audio ports once both have media
 (early media included; the bridge transcodes), tearing the other leg down
 when one side hangs up or cancels, passing a peer's Q.850 Reason to the
 other leg, relaying DTMF, reflecting hold/resume re-INVITEs, declining
-REFER. What it asks
-call control for (events out, commands in): where the callee leg goes, and
-what the caller hears when the callee leg fails or a timer expires.
+the REFERs that reach it. What it asks call control for (events out,
+commands in): where the callee leg goes, what the caller hears when the
+callee leg fails or a timer expires, and where a caller's blind transfer
+goes (the edge answers the caller's REFER, see gateway/sip/refer.py; the
+engine places the transfer leg, tells the caller by NOTIFY, connects the
+callee to the target once it answers and releases the caller).
 
 pjsua2 rules kept here (see DESIGN.md): every `Call` is referenced from a
 `Bridge` until both legs are disconnected and is dropped by `reap()` from
@@ -32,6 +35,7 @@ from typing import Any
 
 from gateway.calls.q850 import RECOVERY_ON_TIMER_EXPIRY, reason_in_message, reason_value
 from gateway.logs import get_logger
+from gateway.sip.refer import TRANSFER_HEADER
 from media.events import (
     CallAnswered,
     CallCommand,
@@ -40,9 +44,13 @@ from media.events import (
     CallEnded,
     CallEvent,
     CallOffered,
+    EndTransfer,
     Party,
     PlaceCallee,
+    PlaceTransfer,
     ReleaseCall,
+    TransferAnswered,
+    TransferFailed,
 )
 from media.hold import hold_requested
 from media.session_timer import EXPIRED_STATUS, SessionTimer, apply_session_timer
@@ -58,13 +66,20 @@ _PRIVACY = re.compile(r"^Privacy[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)
 _ORIGIN = re.compile(
     r"^X-Callgate-Origin[ \t]*:[ \t]*(account|trunk)=(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
 )
+_TRANSFER_MARK = re.compile(
+    rf"^{TRANSFER_HEADER}[ \t]*:[ \t]*([0-9]{{1,9}})[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
+)
 _RINGING = (180, 183)
 _NO_CALL_CONTROL = (503, "No call control")
 _INTERNAL_ERROR = (500, "Internal error")
 # pjsua answers an accepted REFER by dialling its Refer-To itself: a target that
 # routing, limits and records never saw (and a Call pjsua2 creates on its own,
-# which crashed libDestroy). Until transfers are routed by call control, decline.
+# which crashed libDestroy). The edge answers a caller's REFER and call control
+# routes it; a REFER that still reaches pjsua (the callee's, or no edge) is declined.
 TRANSFER_DECLINED = 603
+# Subscription-State expiry of the implicit REFER subscription (RFC 3515 §2.4.4): the
+# final NOTIFY ends it; this only bounds it if that NOTIFY is lost.
+_REFER_SUBSCRIPTION_S = 600
 
 
 @dataclass(slots=True, eq=False)
@@ -99,6 +114,24 @@ class Bridge:
     end_reason: str = ""
     q850: int | None = None
     """Release cause: the first Reason a leg's peer sent, or call control's."""
+    ended: bool = False
+    """CallEnded was emitted: the call is over for call control."""
+    caller_released: bool = False
+    """The caller leg is being hung up by us after a transfer."""
+    transfer: Any = None
+    """The transfer leg under way or answered (the target, C)."""
+    transfer_media: Any = None
+    transfer_leg: int = -1
+    """`PlaceTransfer.place.leg` of the last transfer leg placed."""
+    transfer_pending: bool = False
+    """The caller asked for a transfer that has not answered or ended yet: its leaving
+    does not end the call."""
+    transfer_notified: int = 0
+    """The transfer (number) the caller got NOTIFY 100 Trying for."""
+    transfer_heard: int = 0
+    """The last transfer (number) call control sent a command about."""
+    transferred: bool = False
+    """The callee talks to the transfer target; the caller left or is leaving."""
 
 
 class B2bua:
@@ -126,7 +159,9 @@ class B2bua:
         self.bridges: dict[int, Bridge] = {}
         self._graveyard: list[Any] = []  # disconnected legs, destroyed by reap()
         self._next_call = 1
-        self._caller_leg, self._callee_leg, self.account_class = _classes(pj, self)
+        self._caller_leg, self._callee_leg, self._transfer_leg, self.account_class = _classes(
+            pj, self
+        )
 
         def base_config() -> Any:
             cfg = pj.AccountConfig()
@@ -148,11 +183,17 @@ class B2bua:
 
     def execute(self, command: CallCommand) -> None:
         bridge = self.bridges.get(command.call)
-        if bridge is None or bridge.caller_gone:
-            return  # the caller left meanwhile; its CallEnded is on its way
+        if bridge is None or not self._live(bridge):
+            return  # the call ended meanwhile; its CallEnded is on its way
         try:
             if isinstance(command, PlaceCallee):
                 self._place_callee(bridge, command)
+            elif isinstance(command, PlaceTransfer):
+                bridge.transfer_heard = max(bridge.transfer_heard, command.transfer)
+                self._place_transfer(bridge, command)
+            elif isinstance(command, EndTransfer):
+                bridge.transfer_heard = max(bridge.transfer_heard, command.transfer)
+                self._end_transfer(bridge, command)
             elif isinstance(command, ReleaseCall):
                 if bridge.q850 is None:
                     bridge.q850 = command.q850
@@ -172,20 +213,20 @@ class B2bua:
         bridge.placed = True
         bridge.callee_leg = command.leg
         bridge.callee_released = False
-        try:
-            account = self._callee_account(command.trunk)
-        except UnknownTrunk as exc:
-            self._emit(CalleeFailed(bridge.call, time.time(), exc.status, exc.reason, command.leg))
+
+        def failed(status: int, reason: str) -> CalleeFailed:
+            return CalleeFailed(bridge.call, time.time(), status, reason, command.leg)
+
+        callee = self._new_leg(self._callee_leg, bridge, command, failed)
+        if callee is None:
             return
-        callee = self._callee_leg(account, bridge)
-        callee.leg = command.leg
         bridge.callee = callee
         bridge.callee_gone = False
         try:
             callee.makeCall(command.target, self._invite_param(command))
         except Exception as exc:  # noqa: BLE001 - e.g. an unusable target URI
             self._leg_gone(bridge, Party.CALLEE)
-            self._emit(CalleeFailed(bridge.call, time.time(), 502, _reason(exc), command.leg))
+            self._emit(failed(502, _reason(exc)))
 
     def _invite_param(self, command: PlaceCallee) -> Any:
         prm = self._pj.CallOpParam(True)
@@ -207,8 +248,7 @@ class B2bua:
             leg.makeCall(command.target, self._invite_param(command))
         except Exception as exc:  # noqa: BLE001 - e.g. an unusable contact URI
             del bridge.forks[command.leg]
-            leg.bridge = None
-            self._graveyard.append(leg)
+            self._discard(bridge, leg, None)
             self._emit(CalleeFailed(bridge.call, time.time(), 502, _reason(exc), command.leg))
 
     def _fork_state(self, bridge: Bridge, leg: Any) -> None:
@@ -236,8 +276,7 @@ class B2bua:
             self.callee_state(bridge, leg)
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             bridge.forks.pop(leg.leg, None)
-            leg.bridge = None
-            self._graveyard.append(leg)
+            self._discard(bridge, leg, None)
             if bridge.ended_by is None and not bridge.caller_gone and not bridge.answered:
                 status, reason = int(info.lastStatusCode), str(info.lastReason)
                 self._emit(CalleeFailed(bridge.call, time.time(), status, reason, leg.leg))
@@ -254,14 +293,19 @@ class B2bua:
 
     def _drop_fork(self, bridge: Bridge, number: int) -> None:
         leg = bridge.forks.pop(number, None)
-        if leg is None:
-            return
+        if leg is not None:
+            self._discard(bridge, leg, self._pj.CallOpParam())
+
+    def _discard(self, bridge: Bridge, leg: Any, hangup: Any | None) -> None:
+        """A leg leaves its bridge for the graveyard, hung up with `hangup` (None: no need)."""
         leg.bridge = None  # before hangup: a callback it triggers must not see the bridge
         self._graveyard.append(leg)
+        if hangup is None:
+            return
         try:
-            leg.hangup(self._pj.CallOpParam())
+            leg.hangup(hangup)
         except Exception as exc:  # noqa: BLE001 - already ending: nothing else to do
-            _log.debug("fork_hangup_failed", call=bridge.call, error=_reason(exc))
+            _log.debug("leg_hangup_failed", call=bridge.call, error=_reason(exc))
 
     def _drop_forks(self, bridge: Bridge) -> None:
         for number in list(bridge.forks):
@@ -285,6 +329,24 @@ class B2bua:
         bridge.callee_gone = True
         self._graveyard.append(leg)
 
+    def _new_leg(
+        self,
+        leg_class: Any,
+        bridge: Bridge,
+        place: PlaceCallee,
+        failed: Callable[[int, str], CallEvent],
+    ) -> Any:
+        """A leg of `leg_class` for `place` on its trunk's account; None (and `failed`
+        emitted) when the trunk is unknown."""
+        try:
+            account = self._callee_account(place.trunk)
+        except UnknownTrunk as exc:
+            self._emit(failed(exc.status, exc.reason))
+            return None
+        leg = leg_class(account, bridge)
+        leg.leg = place.leg
+        return leg
+
     def _callee_account(self, trunk: str) -> Any:
         """The trunk's account (its credentials answer challenges); no trunk: the engine's."""
         if not trunk:
@@ -293,16 +355,43 @@ class B2bua:
             return self.account  # engine without an edge (tests, benches): no trunk accounts
         return self.trunks.account_for(trunk)
 
+    @staticmethod
+    def _live(bridge: Bridge) -> bool:
+        """Nobody ended the call yet (a caller gone for a transfer leaves it live)."""
+        if bridge.ended or bridge.ended_by is not None:
+            return False
+        return not bridge.caller_gone or bridge.transfer_pending or bridge.transferred
+
     def _release(self, bridge: Bridge, status: int, reason: str, by: Party) -> None:
         if bridge.ended_by is None:
             bridge.ended_by, bridge.end_status, bridge.end_reason = by, status, reason
         self._release_callee(bridge)
-        if not bridge.caller_gone:
+        self._drop_transfer(bridge)
+        if bridge.caller_gone:
+            self._call_ended(bridge)  # it left for a transfer: nobody else reports the end
+        elif not bridge.caller_released:
             prm = self._with_reason(self._pj.CallOpParam(), bridge.q850)
             if not bridge.answered:
                 prm.statusCode = status
                 prm.reason = reason
-            bridge.caller.hangup(prm)
+            bridge.caller.hangup(prm)  # caller_state reports the end
+
+    def _call_ended(self, bridge: Bridge) -> None:
+        if bridge.ended:
+            return
+        bridge.ended = True
+        self._emit(
+            CallEnded(
+                bridge.call,
+                time.time(),
+                bridge.ended_by or Party.GATEWAY,
+                bridge.end_status,
+                bridge.end_reason,
+                bridge.caller_codec,
+                bridge.callee_codec,
+                bridge.q850,
+            )
+        )
 
     def _release_callee(self, bridge: Bridge) -> None:
         self._drop_forks(bridge)
@@ -356,12 +445,15 @@ class B2bua:
             )
         )
 
-    def caller_state(self, bridge: Bridge) -> None:
+    def caller_state(self, bridge: Bridge, prm: Any) -> None:
         if bridge.caller_gone or bridge.caller.isActive():
             return
         # Not active: disconnected, or hangup() already under way (which we did).
         info = bridge.caller.getInfo()
+        self._note_transfer(bridge, prm)
         self._leg_gone(bridge, Party.CALLER)
+        if bridge.ended_by is None and (bridge.transfer_pending or bridge.transferred):
+            return  # it left a transfer it asked for: the callee stays, for the target
         if bridge.ended_by is None:
             bridge.ended_by = Party.CALLER
             bridge.end_status = int(info.lastStatusCode)
@@ -369,18 +461,8 @@ class B2bua:
             if self._note_expiry(bridge, bridge.end_status):
                 bridge.ended_by = Party.GATEWAY
         self._release_callee(bridge)
-        self._emit(
-            CallEnded(
-                bridge.call,
-                time.time(),
-                bridge.ended_by,
-                bridge.end_status,
-                bridge.end_reason,
-                bridge.caller_codec,
-                bridge.callee_codec,
-                bridge.q850,
-            )
-        )
+        self._drop_transfer(bridge)
+        self._call_ended(bridge)
 
     def callee_state(self, bridge: Bridge, callee: Any) -> None:
         pj = self._pj
@@ -409,7 +491,7 @@ class B2bua:
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self._leg_gone(bridge, Party.CALLEE)
             status, reason = int(info.lastStatusCode), str(info.lastReason)
-            if bridge.ended_by is None and not bridge.caller_gone:
+            if self._live(bridge):
                 if bridge.answered:
                     by = Party.GATEWAY if self._note_expiry(bridge, status) else Party.CALLEE
                     self._release(bridge, status, reason, by)
@@ -462,17 +544,15 @@ class B2bua:
         twice is harmless. (`CallInfo.media` reads garbage through this
         build's bindings, so nothing here relies on it.)
         """
-        leg = bridge.caller if party is Party.CALLER else bridge.callee
-        if leg is None:
-            return
+        leg = getattr(bridge, _LEGS[party])
+        if leg is None or (party is Party.CALLER and bridge.transferred):
+            return  # a caller that transferred is no longer part of the audio
         try:
             media = leg.getAudioMedia(-1)
         except Exception:  # noqa: BLE001 - no audio port right now (e.g. inactive): nothing to do
             return
-        if party is Party.CALLER:
-            bridge.caller_media, other = media, bridge.callee_media
-        else:
-            bridge.callee_media, other = media, bridge.caller_media
+        setattr(bridge, _MEDIA[party], media)
+        other = getattr(bridge, _MEDIA[_peer(bridge, party)])
         if other is not None:
             media.startTransmit(other)
             other.startTransmit(media)
@@ -491,7 +571,7 @@ class B2bua:
             bridge.held_by.add(party)
         else:
             bridge.held_by.discard(party)
-        other = bridge.callee if party is Party.CALLER else bridge.caller
+        other = getattr(bridge, _LEGS[_peer(bridge, party)])
         if other is None or not bridge.answered:
             return
         pj = self._pj
@@ -513,13 +593,19 @@ class B2bua:
         """
         if bridge.q850 is not None:
             return
-        pj = self._pj
-        event = prm.e
-        if event.type != pj.PJSIP_EVENT_TSX_STATE:
+        message = _received_message(self._pj, prm)
+        if message is not None:
+            bridge.q850 = reason_in_message(message)
+
+    def _note_transfer(self, bridge: Bridge, prm: Any) -> None:
+        """The caller's BYE names a transfer the edge accepted (`TRANSFER_HEADER`) that no
+        command has come for yet: it is on its way, keep the callee for it."""
+        if not bridge.answered or bridge.transfer_pending or bridge.transferred:
             return
-        tsx_state = event.body.tsxState
-        if tsx_state.type == pj.PJSIP_EVENT_RX_MSG:
-            bridge.q850 = reason_in_message(tsx_state.src.rdata.wholeMsg)
+        message = _received_message(self._pj, prm)
+        mark = _TRANSFER_MARK.search(message) if message is not None else None
+        if mark is not None and int(mark.group(1)) > bridge.transfer_heard:
+            bridge.transfer_pending = True
 
     @staticmethod
     def _note_expiry(bridge: Bridge, status: int) -> bool:
@@ -539,12 +625,136 @@ class B2bua:
         return prm
 
     def transfer_requested(self, bridge: Bridge, party: Party, target: str) -> None:
-        """A REFER from either peer: declined (see TRANSFER_DECLINED), logged for the operator."""
+        """A REFER that reached pjsua: declined (see TRANSFER_DECLINED), logged."""
         _log.info("transfer_declined", call=bridge.call, by=party.value, target=target)
+
+    # --- blind transfer (call control routed the caller's REFER) -------------------
+
+    def _place_transfer(self, bridge: Bridge, command: PlaceTransfer) -> None:
+        place = command.place
+        if not bridge.answered or bridge.transferred or place.leg <= bridge.transfer_leg:
+            return
+        bridge.transfer_pending = True
+        if bridge.transfer_notified < command.transfer:
+            bridge.transfer_notified = command.transfer
+            self._notify(bridge, 100, "Trying", final=False)
+        self._drop_transfer(bridge)  # failover: the leg still under way gives way
+        bridge.transfer_leg = place.leg
+
+        def failed(status: int, reason: str) -> TransferFailed:
+            return TransferFailed(bridge.call, time.time(), status, reason, place.leg)
+
+        leg = bridge.transfer = self._new_leg(self._transfer_leg, bridge, place, failed)
+        if leg is None:
+            return
+        try:
+            leg.makeCall(place.target, self._invite_param(place))
+        except Exception as exc:  # noqa: BLE001 - e.g. an unusable target URI
+            bridge.transfer = None
+            self._discard(bridge, leg, None)
+            self._emit(failed(502, _reason(exc)))
+
+    def _end_transfer(self, bridge: Bridge, command: EndTransfer) -> None:
+        """No target: the caller hears why and keeps the callee; if it left, the callee goes."""
+        if bridge.transferred:
+            return
+        self._drop_transfer(bridge)
+        bridge.transfer_pending = False
+        if not bridge.caller_gone:
+            self._notify(bridge, command.status, command.reason, final=True)
+            return
+        if bridge.q850 is None:
+            bridge.q850 = command.q850
+        # It hung up counting on the transfer: the call ends because the caller left.
+        self._release(bridge, command.status, command.reason, Party.CALLER)
+
+    def transfer_state(self, bridge: Bridge, leg: Any) -> None:
+        if leg is not bridge.transfer:
+            return
+        pj = self._pj
+        info = leg.getInfo()
+        state = info.state
+        if state == pj.PJSIP_INV_STATE_CONFIRMED:
+            if self._live(bridge) and bridge.transfer_pending:
+                self._transferred(bridge, leg)
+            else:
+                self._drop_transfer(bridge)
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            bridge.transfer = bridge.transfer_media = None
+            self._discard(bridge, leg, None)
+            status, reason = int(info.lastStatusCode), str(info.lastReason)
+            if self._live(bridge) and bridge.transferred:
+                self._release(bridge, status, reason, Party.TARGET)
+            elif self._live(bridge) and bridge.transfer_pending:
+                self._emit(TransferFailed(bridge.call, time.time(), status, reason, leg.leg))
+            self._forget_if_gone(bridge)
+
+    def _transferred(self, bridge: Bridge, leg: Any) -> None:
+        """The target answered: the callee's audio goes to it, the caller is told and let go."""
+        bridge.transferred, bridge.transfer_pending = True, False
+        a, b = bridge.caller_media, bridge.callee_media
+        if a is not None and b is not None:
+            a.stopTransmit(b)
+            b.stopTransmit(a)
+        bridge.caller_media = None
+        self._connect_target(bridge)
+        self._notify(bridge, 200, "OK", final=True)
+        if not bridge.caller_gone and not bridge.caller_released:
+            bridge.caller_released = True
+            try:
+                bridge.caller.hangup(self._pj.CallOpParam())
+            except Exception as exc:  # noqa: BLE001 - it is leaving anyway
+                _log.debug("transferor_hangup_failed", call=bridge.call, error=_reason(exc))
+        self._emit(TransferAnswered(bridge.call, time.time(), leg.leg))
+
+    def transfer_media(self, bridge: Bridge, leg: Any) -> None:
+        if leg is not bridge.transfer:
+            return
+        if bridge.transfer_media is not None:
+            self.media_update(bridge, Party.TARGET)
+            return
+        bridge.transfer_media = leg.getAudioMedia(-1)
+        self._connect_target(bridge)
+
+    def _connect_target(self, bridge: Bridge) -> None:
+        b, c = bridge.callee_media, bridge.transfer_media
+        if bridge.transferred and b is not None and c is not None:
+            b.startTransmit(c)
+            c.startTransmit(b)
+
+    def _drop_transfer(self, bridge: Bridge) -> None:
+        """End the transfer leg, silently (failover, release, or the call ended)."""
+        leg = bridge.transfer
+        if leg is None:
+            return
+        bridge.transfer = bridge.transfer_media = None
+        self._discard(bridge, leg, self._with_reason(self._pj.CallOpParam(), bridge.q850))
+        self._forget_if_gone(bridge)
+
+    def _notify(self, bridge: Bridge, status: int, reason: str, *, final: bool) -> None:
+        """Tell the caller how its transfer goes (RFC 3515 §2.4.4: NOTIFY, message/sipfrag)."""
+        if bridge.caller_gone or bridge.caller_released:
+            return
+        pj = self._pj
+        prm = pj.CallSendRequestParam()
+        prm.method = "NOTIFY"
+        state = "terminated;reason=noresource"
+        if not final:
+            state = f"active;expires={_REFER_SUBSCRIPTION_S}"
+        for name, value in (("Event", "refer"), ("Subscription-State", state)):
+            header = pj.SipHeader()
+            header.hName, header.hValue = name, value
+            prm.txOption.headers.append(header)
+        prm.txOption.contentType = "message/sipfrag;version=2.0"
+        prm.txOption.msgBody = f"SIP/2.0 {status} {reason}\r\n"
+        try:
+            bridge.caller.sendRequest(prm)
+        except Exception as exc:  # noqa: BLE001 - the caller may be leaving: the transfer goes on
+            _log.warning("transfer_notify_failed", call=bridge.call, error=_reason(exc))
 
     def relay_dtmf(self, bridge: Bridge, source: Party, digit: str) -> None:
         """A digit from one leg (RFC 4733 or SIP INFO) goes to the other as RFC 4733."""
-        target = bridge.callee if source is Party.CALLER else bridge.caller
+        target = getattr(bridge, _LEGS[_peer(bridge, source)])
         if target is None or not bridge.connected:
             return  # no media path yet: a digit now would be lost on the other side too
         prm = self._pj.CallSendDtmfParam()
@@ -578,7 +788,10 @@ class B2bua:
             leg, bridge.callee, bridge.callee_media = bridge.callee, None, None
         if leg is not None:
             self._graveyard.append(leg)
-        if bridge.caller_gone and bridge.callee_gone:
+        self._forget_if_gone(bridge)
+
+    def _forget_if_gone(self, bridge: Bridge) -> None:
+        if bridge.caller_gone and bridge.callee_gone and bridge.transfer is None:
             self.bridges.pop(bridge.call, None)
 
     def reap(self) -> None:
@@ -618,10 +831,11 @@ class B2bua:
         calls and account.
         """
         for bridge in self.bridges.values():
-            for leg in (bridge.caller, bridge.callee, *bridge.forks.values()):
+            for leg in (bridge.caller, bridge.callee, bridge.transfer, *bridge.forks.values()):
                 if leg is not None:
                     leg.bridge = None
             bridge.caller = bridge.callee = bridge.caller_media = bridge.callee_media = None
+            bridge.transfer = bridge.transfer_media = None
             bridge.forks.clear()
         for leg in self._graveyard:
             leg.bridge = None
@@ -637,7 +851,7 @@ class B2bua:
         self.account = None
 
 
-def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any]:
+def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any, Any]:
     """pjsua2 subclasses whose callbacks only forward, wrapped, to `b2bua`.
 
     `bridge` is None once the call was reaped (see `reap`).
@@ -653,7 +867,7 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any]:
                 return
             try:
                 b2bua.note_reason(self.bridge, prm)
-                b2bua.caller_state(self.bridge)
+                b2bua.caller_state(self.bridge, prm)
             except Exception as exc:  # noqa: BLE001 - this call only
                 b2bua.fault(self.bridge, exc)
 
@@ -688,6 +902,24 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any]:
             except Exception as exc:  # noqa: BLE001 - this call only
                 b2bua.fault(self.bridge, exc)
 
+    class TransferLeg(_in_call(b2bua, Party.TARGET), pj.Call):  # type: ignore[misc]
+        def __init__(self, account: Any, bridge: Bridge) -> None:
+            super().__init__(account)
+            self.bridge = bridge
+            self.leg = 0
+
+        def onCallState(self, prm: Any) -> None:
+            if self.bridge is None:  # dropped or reaped
+                return
+            try:
+                b2bua.note_reason(self.bridge, prm)
+                b2bua.transfer_state(self.bridge, self)
+            except Exception as exc:  # noqa: BLE001 - this call only
+                b2bua.fault(self.bridge, exc)
+
+        def onCallMediaState(self, prm: Any) -> None:
+            _guarded(b2bua, self.bridge, b2bua.transfer_media, self)
+
     class EngineAccount(pj.Account):  # type: ignore[misc]
         def onIncomingCall(self, prm: Any) -> None:
             try:
@@ -695,7 +927,7 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any]:
             except Exception as exc:  # noqa: BLE001 - no Call owns it: the caller times out
                 _log.error("incoming_call_fault", error=_reason(exc))
 
-    return CallerLeg, CalleeLeg, EngineAccount
+    return CallerLeg, CalleeLeg, TransferLeg, EngineAccount
 
 
 def _in_call(b2bua: B2bua, party: Party) -> type:
@@ -728,6 +960,28 @@ def _guarded(b2bua: B2bua, bridge: Bridge | None, action: Callable[..., None], *
         action(bridge, *args)
     except Exception as exc:  # noqa: BLE001 - this call only
         b2bua.fault(bridge, exc)
+
+
+_LEGS = {Party.CALLER: "caller", Party.CALLEE: "callee", Party.TARGET: "transfer"}
+_MEDIA = {party: f"{name}_media" for party, name in _LEGS.items()}
+
+
+def _peer(bridge: Bridge, party: Party) -> Party:
+    """Whom `party` talks to: the callee talks to the target once transferred."""
+    if party is not Party.CALLEE:
+        return Party.CALLEE
+    return Party.TARGET if bridge.transferred else Party.CALLER
+
+
+def _received_message(pj: Any, prm: Any) -> str | None:
+    """The message a leg just received that changed its state (None: not a received one)."""
+    event = prm.e
+    if event.type != pj.PJSIP_EVENT_TSX_STATE:
+        return None
+    tsx_state = event.body.tsxState
+    if tsx_state.type != pj.PJSIP_EVENT_RX_MSG:
+        return None
+    return str(tsx_state.src.rdata.wholeMsg)
 
 
 def _codec(call: Any) -> str:

@@ -19,6 +19,8 @@ class Party(StrEnum):
     CALLER = "caller"
     CALLEE = "callee"
     GATEWAY = "gateway"
+    TARGET = "target"
+    """The transfer target (C): the callee talks to it after a blind transfer."""
 
 
 # --- events: engine thread -> asyncio ------------------------------------------
@@ -97,6 +99,29 @@ class CallEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferAnswered:
+    """The transfer target answered: the callee now talks to it; the caller's leg is
+    told (NOTIFY 200) and released."""
+
+    call: int
+    at: float
+    leg: int
+    """The transfer leg (`PlaceTransfer.place.leg`) that answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferFailed:
+    """A transfer leg ended without an answer; call control tries the next target or
+    ends the transfer (`EndTransfer`)."""
+
+    call: int
+    at: float
+    status: int
+    reason: str
+    leg: int
+
+
+@dataclass(frozen=True, slots=True)
 class EngineStopped:
     """The engine thread ended (a clean stop or a crash); every call it held is gone."""
 
@@ -105,7 +130,16 @@ class EngineStopped:
     crashed: bool
 
 
-CallEvent = CallOffered | CalleeRinging | CallAnswered | CalleeFailed | CallEnded | EngineStopped
+CallEvent = (
+    CallOffered
+    | CalleeRinging
+    | CallAnswered
+    | CalleeFailed
+    | CallEnded
+    | TransferAnswered
+    | TransferFailed
+    | EngineStopped
+)
 
 
 # --- commands: asyncio -> engine thread ----------------------------------------
@@ -143,4 +177,31 @@ class ReleaseCall:
     """Q.850 cause sent to the legs in a Reason header (RFC 3326); None: no header."""
 
 
-CallCommand = PlaceCallee | ReleaseCall
+@dataclass(frozen=True, slots=True)
+class PlaceTransfer:
+    """Place a leg of the caller's blind transfer (routed by call control like a call the
+    caller placed): the first one tells the caller NOTIFY 100; when one answers, the
+    callee is connected to it and the caller's leg is released. A later leg replaces
+    one still under way (failover)."""
+
+    call: int
+    transfer: int
+    """The call's transfer number (1 for its first; `TransferVerdict.transfer`)."""
+    place: PlaceCallee
+    """The leg as for a callee (target, presented caller, trunk, headers, leg number)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndTransfer:
+    """The transfer ends without a target: the caller gets a final NOTIFY with `status`
+    and keeps the callee; if the caller already left, the callee is released."""
+
+    call: int
+    transfer: int
+    status: int
+    reason: str
+    q850: int | None = None
+    """Q.850 cause for the callee's release (when the caller left); None: no Reason."""
+
+
+CallCommand = PlaceCallee | ReleaseCall | PlaceTransfer | EndTransfer

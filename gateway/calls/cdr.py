@@ -9,6 +9,10 @@ Charging figures, decided here once:
 - `duration` = end - setup, exact to the millisecond;
 - `billable_seconds` = end - answer rounded *up* to whole seconds (per-second
   billing, a started second counts), 0 when the call was never answered.
+- A call its caller transferred (blind transfer) stays one row: `billable_seconds`
+  covers the whole answered call; `transfer_billable_seconds` = end - the target's
+  answer, rounded the same way, is the callee-target part (the leg the caller's
+  account pays for towards `transfer_target`).
 """
 
 from __future__ import annotations
@@ -59,10 +63,16 @@ CDR_FIELDS: tuple[str, ...] = (
     "caller_codec",
     "callee_codec",
     "recording",
+    "transfer_dialed",
+    "transfer_target",
+    "transfer_trunk",
+    "transfer_status",
+    "transferred_at",
+    "transfer_billable_seconds",
 )
 """Columns of a CDR, in the order lists and exports show them."""
 
-TIME_FIELDS = frozenset({"setup_at", "ringing_at", "answered_at", "ended_at"})
+TIME_FIELDS = frozenset({"setup_at", "ringing_at", "answered_at", "ended_at", "transferred_at"})
 
 
 def duration(setup_at: float, ended_at: float) -> float:
@@ -82,6 +92,8 @@ def cdr_row(record: CallRecord, node: str, run_id: int) -> dict[str, Any]:
     """The CDR row of `record` as it stands now (in progress until it has ended)."""
     finished = record.state is CallState.ENDED and record.ended_at is not None
     ended_at = record.ended_at if finished else None
+    transfer = record.transfer
+    transferred_at = transfer.answered_at if transfer is not None else None
     return {
         "run_id": run_id,
         "call": record.call,
@@ -113,6 +125,14 @@ def cdr_row(record: CallRecord, node: str, run_id: int) -> dict[str, Any]:
         "caller_codec": record.caller_codec,
         "callee_codec": record.callee_codec,
         "recording": record.recording,
+        "transfer_dialed": transfer.dialed if transfer is not None else "",
+        "transfer_target": transfer.target if transfer is not None else "",
+        "transfer_trunk": transfer.trunk if transfer is not None else "",
+        "transfer_status": transfer.status if transfer is not None else None,
+        "transferred_at": transferred_at,
+        "transfer_billable_seconds": (
+            billable_seconds(transferred_at, ended_at) if ended_at is not None else None
+        ),
     }
 
 

@@ -14,7 +14,9 @@ from typing import Protocol
 
 from gateway.calls.registry import CallRecord, CallRegistry, CallSettings, CallState
 from gateway.calls.routing import Router
+from gateway.calls.transfer import TransferPermission
 from gateway.logs import get_logger
+from gateway.sip.refer import TransferRequest, TransferVerdict
 from media.events import CallCommand, CallEvent, CallOffered, EngineStopped
 
 _log = get_logger("calls")
@@ -44,8 +46,9 @@ class CallControl:
         on_record: RecordSink | None = None,
         on_change: RecordSink | None = None,
         on_offered: Callable[[str], None] | None = None,
+        may_transfer: TransferPermission | None = None,
     ) -> None:
-        self.registry = CallRegistry(router, settings)
+        self.registry = CallRegistry(router, settings, may_transfer)
         self._engine = engine
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
@@ -85,6 +88,21 @@ class CallControl:
             for command in registry.handle(event, now):
                 submit(command)
         self._after_change()
+
+    def transfer(self, request: TransferRequest) -> TransferVerdict | None:
+        """A caller's REFER, from the SIP edge (`TransferHandler`): the answer it sends."""
+        verdict, commands = self.registry.transfer(request, self._loop.time())
+        for command in commands:
+            self._engine.submit(command)
+        if verdict is not None:
+            _log.info(
+                "transfer_requested",
+                sip_call_id=request.call_id,
+                refer_to=request.refer_to,
+                status=verdict.status,
+            )
+        self._after_change()
+        return verdict
 
     def _expire(self) -> None:
         self._timer = self._timer_due = None

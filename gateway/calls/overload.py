@@ -115,8 +115,13 @@ class EngineIntake:
         return len(self._waiting)
 
 
+_NEW_CALLS = frozenset({"INVITE", "REFER"})
+
+
 class OverloadPolicy:
-    """Wraps another policy: INVITEs it would admit must also pass `CallAdmission`."""
+    """Wraps another policy: INVITEs it would admit must also pass `CallAdmission`, and so
+    must a caller's REFER (a blind transfer places a new call; its `request_uri` is the
+    Refer-To)."""
 
     def __init__(
         self,
@@ -141,7 +146,7 @@ class OverloadPolicy:
 
     def admit(self, request: AdmissionRequest, now: float) -> Decision:
         decision = self._inner.admit(request, now)
-        if isinstance(decision, Reject) or request.method != "INVITE":
+        if isinstance(decision, Reject) or request.method not in _NEW_CALLS:
             return decision
         admitted = self._verdicts.get(request.transaction) if request.transaction else None
         if admitted is None:
@@ -156,7 +161,7 @@ class OverloadPolicy:
             else:
                 why = "engine_down"
             admitted = why is None
-            if admitted:
+            if admitted and request.method == "INVITE":  # a transfer is no engine intake
                 self.intake.admitted(request.call_id, now)
             if why is not None:
                 self._on_reject(why)

@@ -24,7 +24,17 @@ the target is routed again as if the account had dialled it, one hop
 further; the hop cap and the caller's Max-Forwards end forwarding loops.
 
 (`ended` is accepted from every live state: the caller can hang up or
-cancel at any time.) Handling an event returns the commands the engine must
+cancel at any time.) An answered call can be transferred by its caller
+(blind transfer, REFER; `transfer()`): the Refer-To is routed like a call
+the caller placed, and the transfer legs are tried one at a time
+(failover on 5xx/408, like callee legs; an account's contacts in turn):
+
+    answered ──transfer──▶ transferring ──transfer_answered──▶ transferred ──ended──▶ ended
+       ▲                        │
+       └──transfer_failed───────┘   (the caller keeps the callee, or the callee is
+                                     released if the caller already left)
+
+Handling an event returns the commands the engine must
 carry out; timers are data (`next_deadline()` / `expire(now)`), armed by the
 adapter. Timestamps in records are the engine's (`event.at`, wall clock);
 deadlines use the adapter's monotonic `now`.
@@ -49,7 +59,16 @@ from gateway.calls.routing import (
     Target,
     dialed_number,
 )
+from gateway.calls.transfer import (
+    NOT_ALLOWED,
+    NOT_ANSWERED,
+    NOT_THE_CALLER,
+    PENDING,
+    Transfer,
+    TransferPermission,
+)
 from gateway.sip.nat import DESTINATION_HEADER
+from gateway.sip.refer import ACCEPTED, TransferRequest, TransferVerdict
 from media.events import (
     CallAnswered,
     CallCommand,
@@ -58,10 +77,14 @@ from media.events import (
     CallEnded,
     CallEvent,
     CallOffered,
+    EndTransfer,
     EngineStopped,
     Party,
     PlaceCallee,
+    PlaceTransfer,
     ReleaseCall,
+    TransferAnswered,
+    TransferFailed,
 )
 
 
@@ -70,6 +93,10 @@ class CallState(StrEnum):
     RINGING = "ringing"
     ANSWERED = "answered"
     RELEASING = "releasing"
+    TRANSFERRING = "transferring"
+    """The caller asked for a transfer; a leg to the target is under way."""
+    TRANSFERRED = "transferred"
+    """The callee talks to the transfer target; the caller left."""
     ENDED = "ended"
 
 
@@ -82,6 +109,10 @@ class CallInput(StrEnum):
     FAILOVER = "failover"
     FORWARDED = "forwarded"
     NO_ANSWER = "no_answer"
+    TRANSFER = "transfer"
+    TRANSFER_FAILOVER = "transfer_failover"
+    TRANSFER_ANSWERED = "transfer_answered"
+    TRANSFER_FAILED = "transfer_failed"
     ENDED = "ended"
 
 
@@ -105,6 +136,12 @@ TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
     (_S.RINGING, _In.ENDED): _S.ENDED,
     (_S.ANSWERED, _In.ENDED): _S.ENDED,
     (_S.RELEASING, _In.ENDED): _S.ENDED,
+    (_S.ANSWERED, _In.TRANSFER): _S.TRANSFERRING,
+    (_S.TRANSFERRING, _In.TRANSFER_FAILOVER): _S.TRANSFERRING,
+    (_S.TRANSFERRING, _In.TRANSFER_ANSWERED): _S.TRANSFERRED,
+    (_S.TRANSFERRING, _In.TRANSFER_FAILED): _S.ANSWERED,
+    (_S.TRANSFERRING, _In.ENDED): _S.ENDED,
+    (_S.TRANSFERRED, _In.ENDED): _S.ENDED,
 }
 
 
@@ -121,6 +158,8 @@ class Disposition(StrEnum):
 class Cause(StrEnum):
     CALLER_HANGUP = "caller_hangup"
     CALLEE_HANGUP = "callee_hangup"
+    TARGET_HANGUP = "target_hangup"
+    """The transfer target hung up (a transferred call)."""
     CALLER_CANCEL = "caller_cancel"
     ROUTE_REFUSED = "route_refused"
     CALLEE_BUSY = "callee_busy"
@@ -199,6 +238,7 @@ class Timer(StrEnum):
     NO_ANSWER = "no_answer"
     ATTEMPT = "attempt"
     FORWARD = "forward"
+    TRANSFER = "transfer"
 
 
 def caller_answer_for(callee_status: int) -> CallerAnswer:
@@ -276,15 +316,25 @@ class CallRecord:
     caller_id: CallerId | None = field(default=None, repr=False)
     channel: str = field(default="", repr=False)
     """The trunk whose channel the current leg holds (empty: none counted)."""
+    transfer: Transfer | None = None
+    """The caller's blind transfer, once asked for (the last one)."""
 
 
 class CallRegistry:
     """All live calls of one engine, their transitions, and the finished records."""
 
-    def __init__(self, router: Router, settings: CallSettings | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        settings: CallSettings | None = None,
+        may_transfer: TransferPermission | None = None,
+    ) -> None:
         self.router = router
         self.settings = settings or CallSettings()
+        self.may_transfer = may_transfer or _nobody
+        """Whose calls may be transferred (the accounts'/trunks' `allow_transfer`)."""
         self.live: dict[int, CallRecord] = {}
+        self._by_sip_call_id: dict[str, int] = {}
         self.finished: deque[CallRecord] = deque(maxlen=self.settings.records_kept)
         self.ignored = 0
         """Events that matched no transition (late or duplicate); counted, not fatal."""
@@ -335,6 +385,10 @@ class CallRegistry:
                 self._changed[record.call] = record
         elif isinstance(event, CalleeFailed):
             return self._callee_failed(record, event, now)
+        elif isinstance(event, TransferFailed):
+            return self._transfer_failed(record, event, now)
+        elif isinstance(event, TransferAnswered):
+            self._transfer_answered(record, event)
         else:
             self._ended(record, event)
         return []
@@ -352,6 +406,7 @@ class CallRegistry:
             max_forwards=event.max_forwards,
         )
         self.live[event.call] = record
+        self._by_sip_call_id[event.sip_call_id] = event.call
         self._changed[event.call] = record
         request = CallRequest(
             dialed,
@@ -415,15 +470,9 @@ class CallRegistry:
 
     def _place_next(self, record: CallRecord, now: float) -> PlaceCallee | None:
         """The leg to the first pending target with a free channel (None: none left)."""
-        while record.pending:
-            target, *rest = record.pending
-            record.pending = tuple(rest)
-            if target.channels is not None and self.trunk_calls[target.trunk] >= target.channels:
-                continue  # that trunk is full: the next one takes the call
-            self._free_channel(record)
-            if target.trunk:
-                self.trunk_calls[target.trunk] += 1
-                record.channel = target.trunk
+        target, record.pending = self._next_free(record.pending)
+        if target is not None:
+            self._hold_channel(record, target)
             record.leg += 1
             record.legs = {record.leg}
             record.target, record.trunk = target.uri, target.trunk
@@ -433,6 +482,20 @@ class CallRegistry:
                 record.attempt_deadline = self._arm(record, Timer.ATTEMPT, due)
             return self._leg(record, target)
         return None
+
+    def _next_free(self, pending: tuple[Target, ...]) -> tuple[Target | None, tuple[Target, ...]]:
+        """The first target whose trunk has a free channel, and the targets after it."""
+        for index, target in enumerate(pending):
+            if target.channels is None or self.trunk_calls[target.trunk] < target.channels:
+                return target, pending[index + 1 :]
+        return None, ()  # every trunk is full
+
+    def _hold_channel(self, holder: CallRecord | Transfer, target: Target) -> None:
+        """`holder`'s leg now goes to `target`: it holds that trunk's channel instead."""
+        self._free_channel(holder)
+        if target.trunk:
+            self.trunk_calls[target.trunk] += 1
+            holder.channel = target.trunk
 
     @staticmethod
     def _leg(record: CallRecord, target: Target, fork: bool = False) -> PlaceCallee:
@@ -445,12 +508,12 @@ class CallRegistry:
             record.call, target.uri, caller, target.trunk, headers, leg=record.leg, fork=fork
         )
 
-    def _free_channel(self, record: CallRecord) -> None:
-        if record.channel:
-            self.trunk_calls[record.channel] -= 1
-            if not self.trunk_calls[record.channel]:
-                del self.trunk_calls[record.channel]
-            record.channel = ""
+    def _free_channel(self, holder: CallRecord | Transfer) -> None:
+        if holder.channel:
+            self.trunk_calls[holder.channel] -= 1
+            if not self.trunk_calls[holder.channel]:
+                del self.trunk_calls[holder.channel]
+            holder.channel = ""
 
     def _callee_failed(
         self, record: CallRecord, event: CalleeFailed, now: float
@@ -520,17 +583,127 @@ class CallRegistry:
                 record.q850_cause = NORMAL_CLEARING
         if record.disposition is None:  # nobody decided the outcome before: the parties did
             if record.answered_at is not None:
-                cause = Cause.CALLER_HANGUP
-                if event.ended_by is Party.CALLEE:
-                    cause = Cause.CALLEE_HANGUP
-                elif event.ended_by is Party.GATEWAY:
-                    cause = Cause.GATEWAY_RELEASE
+                cause = _HANGUP_CAUSES.get(event.ended_by, Cause.CALLER_HANGUP)
                 self._settle(record, Disposition.ANSWERED, cause, 200)
             elif event.ended_by is Party.CALLER:
                 self._settle(record, Disposition.CANCELLED, Cause.CALLER_CANCEL, event.status)
             else:
                 self._settle(record, Disposition.FAILED, Cause.GATEWAY_RELEASE, event.status)
         self._finish(record)
+
+    # --- blind transfer (the caller's REFER) ---------------------------------------
+
+    def transfer(
+        self, request: TransferRequest, now: float
+    ) -> tuple[TransferVerdict | None, list[CallCommand]]:
+        """A caller's REFER: the edge's answer and the engine's commands.
+
+        None: no live call has this Call-ID on its caller leg (the engine answers the
+        REFER). An accepted transfer that routing refuses ends at once (NOTIFY with
+        the refusal); the call stays as it was.
+        """
+        number = self._by_sip_call_id.get(request.call_id)
+        record = self.live.get(number) if number is not None else None
+        if record is None:
+            return None, []
+        if (request.account, request.trunk) != (record.account, record.inbound_trunk):
+            return NOT_THE_CALLER, []
+        if not self.may_transfer(record.account, record.inbound_trunk):
+            return NOT_ALLOWED, []
+        if record.state is CallState.TRANSFERRING:
+            return PENDING, []
+        if (record.state, CallInput.TRANSFER) not in TRANSITIONS:
+            return NOT_ANSWERED, []
+        dialed = dialed_number(request.refer_to)
+        before = record.transfer
+        number, leg = (before.number, before.leg) if before is not None else (0, -1)
+        transfer = record.transfer = Transfer(number + 1, dialed, request.referred_by, leg=leg)
+        accepted = replace(ACCEPTED, transfer=transfer.number)
+        self._changed[record.call] = record
+        decision = self.router.route(
+            CallRequest(
+                dialed,
+                record.caller,
+                account=record.account,
+                inbound_trunk=record.inbound_trunk,
+                hops=record.hops,
+            )
+        )
+        if isinstance(decision, Refusal):
+            transfer.status = decision.status
+            return accepted, [EndTransfer(record.call, number + 1, *_refusal(decision))]
+        transfer.pending = decision.targets
+        if decision.emergency:  # channel limits never hold up an emergency call
+            transfer.pending = tuple(replace(t, channels=None) for t in decision.targets)
+        place = self._place_transfer(record)
+        if place is None:
+            transfer.status = _TRUNKS_FULL.status
+            return accepted, [EndTransfer(record.call, number + 1, *_refusal(_TRUNKS_FULL))]
+        self._move(record, CallInput.TRANSFER)
+        due = now + self.settings.no_answer_timeout
+        transfer.deadline = self._arm(record, Timer.TRANSFER, due)
+        return accepted, [place]
+
+    def _place_transfer(self, record: CallRecord) -> PlaceTransfer | None:
+        """The transfer leg to the next target with a free channel (None: none left)."""
+        transfer = record.transfer
+        assert transfer is not None
+        target, transfer.pending = self._next_free(transfer.pending)
+        if target is None:
+            return None
+        self._hold_channel(transfer, target)
+        transfer.leg += 1
+        transfer.target, transfer.trunk = target.uri, target.trunk
+        place = replace(self._leg(record, target), leg=transfer.leg)
+        return PlaceTransfer(record.call, transfer.number, place)
+
+    def _transfer_failed(
+        self, record: CallRecord, event: TransferFailed, now: float
+    ) -> list[CallCommand]:
+        transfer = record.transfer
+        if (
+            transfer is None
+            or event.leg != transfer.leg
+            or record.state is not CallState.TRANSFERRING
+        ):
+            self.ignored += 1  # an earlier leg, or the transfer ended meanwhile
+            return []
+        if fails_over(event.status):
+            place = self._place_transfer(record)
+            if place is not None:
+                self._move(record, CallInput.TRANSFER_FAILOVER)
+                return [place]
+        return self._end_transfer(record, event.status)
+
+    def _transfer_timeout(self, record: CallRecord) -> list[CallCommand]:
+        if record.transfer is not None:
+            record.transfer.deadline = None
+        if record.state is not CallState.TRANSFERRING:
+            return []
+        return self._end_transfer(record, self.settings.no_answer_status)
+
+    def _end_transfer(self, record: CallRecord, status: int) -> list[CallCommand]:
+        """No target took the transfer: the caller is told what it would have heard."""
+        transfer = record.transfer
+        assert transfer is not None
+        self._move(record, CallInput.TRANSFER_FAILED)
+        transfer.deadline, transfer.pending = None, ()
+        self._free_channel(transfer)
+        answer = caller_answer_for(status)
+        transfer.status = answer.status
+        self._changed[record.call] = record
+        q850 = q850_for_sip(answer.status)
+        return [EndTransfer(record.call, transfer.number, answer.status, answer.reason, q850)]
+
+    def _transfer_answered(self, record: CallRecord, event: TransferAnswered) -> None:
+        transfer = record.transfer
+        if transfer is None or event.leg != transfer.leg:
+            self.ignored += 1
+            return
+        if self._move(record, CallInput.TRANSFER_ANSWERED):
+            transfer.deadline, transfer.pending = None, ()
+            transfer.answered_at, transfer.status = event.at, 200
+            self._changed[record.call] = record
 
     def _engine_stopped(self, event: EngineStopped) -> None:
         for record in list(self.live.values()):
@@ -570,6 +743,9 @@ class CallRegistry:
                 if place is not None and self._move(record, CallInput.FAILOVER):
                     commands.append(place)
                 continue
+            if timer is Timer.TRANSFER:
+                commands += self._transfer_timeout(record)
+                continue
             if timer is Timer.FORWARD:
                 record.forward_deadline = None
                 if record.forwarding is not None:
@@ -605,12 +781,35 @@ class CallRegistry:
         record.pending = ()
         record.legs = set()
         self._free_channel(record)
+        if record.transfer is not None:
+            record.transfer.deadline = None
+            record.transfer.pending = ()
+            self._free_channel(record.transfer)
         del self.live[record.call]
+        if self._by_sip_call_id.get(record.sip_call_id) == record.call:
+            del self._by_sip_call_id[record.sip_call_id]
         self.finished.append(record)
         self._changed[record.call] = record
 
 
+_HANGUP_CAUSES = {
+    Party.CALLEE: Cause.CALLEE_HANGUP,
+    Party.TARGET: Cause.TARGET_HANGUP,
+    Party.GATEWAY: Cause.GATEWAY_RELEASE,
+}
+
+
+def _refusal(refusal: Refusal) -> tuple[int, str]:
+    return refusal.status, refusal.reason
+
+
+def _nobody(_account: str, _trunk: str) -> bool:
+    return False
+
+
 def _deadline(record: CallRecord, timer: Timer) -> float | None:
+    if timer is Timer.TRANSFER:
+        return record.transfer.deadline if record.transfer is not None else None
     if timer is Timer.ATTEMPT:
         return record.attempt_deadline
     if timer is Timer.FORWARD:

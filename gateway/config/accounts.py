@@ -82,6 +82,9 @@ class AccountConfig(Section):
     """Call forwarding: `forward = { busy = "+4930123456", no_answer = "bob" }`."""
     caller_id: CallerIdConfig = CallerIdConfig()
     """Caller ID presentation: `caller_id = { name = "Sales", number = "+4930123456" }`."""
+    allow_transfer: bool = True
+    """The account's phones may blind-transfer the calls they placed (REFER); the
+    target is routed by the dial plan as if the account had dialled it."""
 
     @field_validator("region")
     @classmethod
@@ -133,6 +136,9 @@ class TrunkConfig(Section):
     P-Asserted-Identity (also for callers who withhold their ID), and a
     P-Asserted-Identity on calls from it is believed. Only for carriers and PBXs
     under contract; everyone else gets From only."""
+    allow_transfer: bool = False
+    """Calls from this trunk may be blind-transferred by it (REFER); the target is
+    routed by the dial plan as a call from this trunk (transit routes only)."""
     options_interval: float = Field(default=30.0, ge=0)
     """Seconds between OPTIONS health checks of `host`; a trunk that stops answering
     leaves routing until it answers again. 0 disables the checks."""

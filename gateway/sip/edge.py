@@ -31,6 +31,7 @@ from gateway.sip.lockout import PacketRateLimiter
 from gateway.sip.message import (
     SipRequest,
     SipResponse,
+    call_id,
     cseq,
     from_address,
     make_response,
@@ -50,6 +51,13 @@ from gateway.sip.proxy import (
     keep_in_route,
     next_hop_for_request,
     origin_value,
+)
+from gateway.sip.refer import (
+    ReferLog,
+    TransferHandler,
+    TransferVerdict,
+    parse_refer,
+    refer_key,
 )
 from gateway.sip.registrar import Binding, RegisterResult
 from gateway.sip.rejection import bad_gateway_for, response_for
@@ -156,6 +164,9 @@ class SipEdge:
         self._closers: list[Callable[[], None]] = []
         self._sweeper: asyncio.Task[None] | None = None
         self.local_responses: LocalResponseSink | None = None
+        self.transfers: TransferHandler | None = None
+        """Call control, for a caller's REFER (None: REFERs go to the engine, which declines)."""
+        self._refers = ReferLog(max_entries=config.protection.max_tracked_sources)
         self._blocked_agents = _agent_matcher(config.protection.user_agent_blocklist)
         # Metric children by label value: labels() costs a lock and a tuple per call.
         self._requests_by_method: dict[str, Counter] = {}
@@ -361,8 +372,15 @@ class SipEdge:
             if to_address(request).tag == stateless_tag(request):
                 return  # ACK of a non-2xx we generated ourselves: absorbed here
             self._to_upstream(request, peer)
+        elif method == "REFER" and in_dialog and self.transfers is not None:
+            self._refer(request, peer)
         elif method == "CANCEL" or (in_dialog and method != "REGISTER"):
-            self._to_upstream(request, peer)
+            # A caller's BYE right after a transfer's 202 may overtake call control's
+            # command to the engine: it says so, and the engine keeps the callee.
+            transfer = 0
+            if method == "BYE":
+                transfer = self._refers.transfer_accepted(call_id(request), self._clock())
+            self._to_upstream(request, peer, transfer=transfer)
         elif method == "REGISTER":
             now = self._clock()
             response, result = self.access.register(request, peer.transport, peer.address, now, now)
@@ -378,6 +396,56 @@ class SipEdge:
                 peer, self._reply_with(request, 405, "Method Not Allowed", (("Allow", ALLOW),))
             )
 
+    def _refer(self, request: SipRequest, peer: Peer) -> None:
+        """A REFER in a dialog: a blind transfer, answered here, decided by call control.
+
+        Admitted like a new request (trunk by source, else digest); a retransmission
+        gets the answer already given and starts nothing.
+        """
+        assert self.transfers is not None
+        now = self._clock()
+        key = refer_key(request)
+        answer = self._refers.answer_for(key, now)
+        if answer is None:
+            origin = self._origin(request, peer, now)
+            if origin is None:
+                return
+            account, trunk = origin
+            try:
+                transfer = parse_refer(request, account=account or "", trunk=trunk or "")
+            except SipParseError as exc:
+                answer = TransferVerdict(exc.status, exc.reason)
+            else:
+                # A transfer places a new call: the same admission (overload) as an INVITE
+                # to the Refer-To target.
+                decision = self.admission.admit(
+                    _admission_request(request, peer, account, trunk, transfer.refer_to), now
+                )
+                if isinstance(decision, Reject):
+                    answer = TransferVerdict(decision.status, decision.reason, 0, decision.headers)
+                else:
+                    answer = self.transfers.transfer(transfer)
+                if answer is None:  # not a caller's leg call control knows: the engine's
+                    self._to_upstream(request, peer)
+                    return
+            self._refers.remember(key, answer, now)
+        response = self._reply_with(request, answer.status, answer.reason, answer.headers)
+        self._send_to_peer(peer, response)
+
+    def _origin(
+        self, request: SipRequest, peer: Peer, now: float
+    ) -> tuple[str | None, str | None] | None:
+        """Who sent `request`: (account, trunk), a trunk by source address, else an account
+        by digest; None when the peer was answered instead (a challenge or a refusal)."""
+        trunk = self.directory.trunk_for(peer.address[0])
+        if trunk is not None:
+            return None, trunk
+        identity = self.access.authenticate(request, peer.address, now, proxy=True)
+        if isinstance(identity, Answer):
+            self._send_to_peer(peer, identity.response)
+            return None
+        return identity.account, None
+
     def _admit(self, request: SipRequest, peer: Peer) -> None:
         if request.method == "INVITE" and not self.accepting:
             self._send_to_peer(
@@ -386,28 +454,12 @@ class SipEdge:
             )
             return
         now = self._clock()
-        trunk = self.directory.trunk_for(peer.address[0])
-        account = None
-        if trunk is None:
-            verdict = self.access.authenticate(request, peer.address, now, proxy=True)
-            if isinstance(verdict, Answer):
-                self._send_to_peer(peer, verdict.response)
-                return
-            account = verdict.account
+        origin = self._origin(request, peer, now)
+        if origin is None:
+            return
+        account, trunk = origin
         decision = self.admission.admit(
-            AdmissionRequest(
-                method=request.method,
-                account=account,
-                trunk=trunk,
-                source=peer.address,
-                request_uri=request.uri,
-                from_uri=from_address(request).uri,
-                to_uri=to_address(request).uri,
-                identity={h: v for h in _IDENTITY_HEADERS if (v := request.headers.get(h))},
-                transaction=f"{request.headers.get('Call-ID')}|{request.headers.get('Via')}",
-                call_id=request.headers.get("Call-ID") or "",
-            ),
-            now,
+            _admission_request(request, peer, account, trunk, request.uri), now
         )
         if isinstance(decision, Reject):
             self._send_to_peer(
@@ -416,7 +468,14 @@ class SipEdge:
             return
         self._to_upstream(request, peer, origin_value(account, trunk))
 
-    def _to_upstream(self, request: SipRequest, peer: Peer, origin: str | None = None) -> None:
+    def _to_upstream(
+        self,
+        request: SipRequest,
+        peer: Peer,
+        origin: str | None = None,
+        *,
+        transfer: int = 0,
+    ) -> None:
         assert self._internal is not None and self._internal_iface is not None
         incoming = self._iface_for(peer.transport, peer.address[0])
         if request.method != "REGISTER":
@@ -430,6 +489,7 @@ class SipEdge:
                 interfaces=(self._internal_iface, *self._public),
                 secret=self._secret,
                 origin=origin,
+                transfer=transfer,
             )
         except TooManyHops:
             if request.method != "ACK":
@@ -621,6 +681,25 @@ class SipEdge:
                 ("Accept-Language", "en"),
             ),
         )
+
+
+def _admission_request(
+    request: SipRequest, peer: Peer, account: str | None, trunk: str | None, target: str
+) -> AdmissionRequest:
+    """What admission policy sees of a new request (or a transfer) to `target`."""
+    call = request.headers.get("Call-ID") or ""
+    return AdmissionRequest(
+        method=request.method,
+        account=account,
+        trunk=trunk,
+        source=peer.address,
+        request_uri=target,
+        from_uri=from_address(request).uri,
+        to_uri=to_address(request).uri,
+        identity={h: v for h in _IDENTITY_HEADERS if (v := request.headers.get(h))},
+        transaction=f"{call}|{request.headers.get('Via')}",
+        call_id=call,
+    )
 
 
 def _agent_matcher(blocklist: tuple[str, ...]) -> re.Pattern[str] | None:

@@ -25,6 +25,7 @@ from gateway.sip.message import (
     top_via,
     vias,
 )
+from gateway.sip.refer import TRANSFER_HEADER
 from gateway.sip.uri import SipUri, is_ip_literal
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -173,18 +174,23 @@ def forward_request(
     interfaces: tuple[Interface, ...],
     secret: bytes,
     origin: str | None = None,
+    transfer: int = 0,
 ) -> SipRequest:
     """The request as the edge passes it on: our Via on top, our Routes consumed.
 
-    `origin` becomes the `X-Callgate-Origin` header; a copy sent by a peer never passes.
+    `origin` becomes the `X-Callgate-Origin` header, `transfer` (a number, 0: none)
+    `X-Callgate-Transfer` (refer.py); copies sent by a peer never pass.
     """
     headers = stamp_received(request.headers, source)
     if headers is request.headers:
         headers = headers.copy()  # no Via to stamp; never edit the request's own fields
-    if ORIGIN_HEADER in headers:
-        headers.remove(ORIGIN_HEADER)
+    for own in (ORIGIN_HEADER, TRANSFER_HEADER):
+        if own in headers:
+            headers.remove(own)
     if origin is not None:
         headers.add(ORIGIN_HEADER, origin)
+    if transfer:
+        headers.add(TRANSFER_HEADER, str(transfer))
     max_forwards = headers.get("Max-Forwards")
     remaining = int(max_forwards) if max_forwards and max_forwards.isdigit() else 70
     if remaining <= 0:

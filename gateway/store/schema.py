@@ -70,6 +70,12 @@ cdrs = Table(
     Column("caller_codec", String(32), nullable=False),
     Column("callee_codec", String(32), nullable=False),
     Column("recording", String(256), nullable=False),
+    Column("transfer_dialed", String(64), nullable=False, server_default=""),
+    Column("transfer_target", String(512), nullable=False, server_default=""),
+    Column("transfer_trunk", String(64), nullable=False, server_default=""),
+    Column("transfer_status", Integer, nullable=True),
+    Column("transferred_at", Float, nullable=True),
+    Column("transfer_billable_seconds", Integer, nullable=True),
     Index("ix_cdrs_setup_at", "setup_at"),
     Index("ix_cdrs_account_setup_at", "account", "setup_at"),
 )

@@ -12,6 +12,7 @@ from gateway.calls.control import CallControl
 from gateway.calls.dialplan import DialPlan, PrefixRoute, RouteChoice, TrunkTarget
 from gateway.calls.registry import CallRecord, CallSettings, CallState
 from gateway.calls.routing import Router
+from gateway.calls.transfer import TransferPermission
 from media.engine import EngineInfo, EngineSettings, PjsipEngine
 from tests.support.pjua_client import PjuaResult, pjua_answer, run_pjua
 from tests.support.ports import free_media_port, free_udp_port
@@ -64,10 +65,12 @@ def loopback_plan(*routes: tuple[str, tuple[int, ...]]) -> DialPlan:
 
 @asynccontextmanager
 async def running_gateway(
-    router: Router, settings: CallSettings | None = None
+    router: Router,
+    settings: CallSettings | None = None,
+    may_transfer: TransferPermission | None = None,
 ) -> AsyncIterator[Gateway]:
     engine = PjsipEngine(engine_settings(), asyncio.get_running_loop())
-    control = CallControl(engine, router, settings)
+    control = CallControl(engine, router, settings, may_transfer=may_transfer)
     info = await engine.start()
     try:
         yield Gateway(engine, info, control)
@@ -82,6 +85,28 @@ def caller_args(
     """SIPp caller options: one call to `dialed`, SDP offering RTP at `rtp_port`, `-d` pause."""
     pause = ("-d", str(pause_ms)) if pause_ms is not None else ()
     return ("-s", dialed, "-m", "1", *pause, "-set", "rtp_port", str(rtp_port), *extra)
+
+
+class UdpTrap(asyncio.DatagramProtocol):
+    """A UDP port that only records what reaches it (a target nothing may dial)."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.append(data)
+
+
+@asynccontextmanager
+async def udp_trap() -> AsyncIterator[tuple[UdpTrap, int]]:
+    """A trap on loopback and its port."""
+    transport, trap = await asyncio.get_running_loop().create_datagram_endpoint(
+        UdpTrap, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        yield trap, int(transport.get_extra_info("sockname")[1])
+    finally:
+        transport.close()
 
 
 @dataclass

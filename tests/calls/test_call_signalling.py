@@ -22,7 +22,6 @@ from tests.calls.peers import (
     loopback_plan,
     pjua_call,
     running_gateway,
-    sipp_call,
     start_sipp,
 )
 from tests.support.pjua_client import PjuaResult
@@ -185,36 +184,3 @@ async def test_session_refresh_keeps_a_call_and_a_missing_one_ends_it(tmp_path: 
     assert silent.q850_cause == 102  # recovery on timer expiry
     assert silent.ended_at is not None and silent.answered_at is not None
     assert 50 < silent.ended_at - silent.answered_at < 90
-
-
-class _Trap(asyncio.DatagramProtocol):
-    """A UDP port that only records what reaches it."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.received.append(data)
-
-
-async def test_refer_is_declined_and_never_dialled(tmp_path: Path) -> None:
-    """A caller's REFER gets 603: the engine must not dial a target that routing never saw."""
-    port = free_udp_port()
-    transport, trap = await asyncio.get_running_loop().create_datagram_endpoint(
-        _Trap, local_addr=("127.0.0.1", 0)
-    )
-    trap_port = transport.get_extra_info("sockname")[1]
-    try:
-        async with running_gateway(loopback_plan(("1", (port,)))) as gw:
-            record = await sipp_call(
-                gw,
-                tmp_path,
-                "call_uac_refer.xml",
-                "call_uas_answer.xml",
-                port,
-                caller_args=("-d", "1000", "-set", "refer_to", f"sip:9999@127.0.0.1:{trap_port}"),
-            )
-    finally:
-        transport.close()
-    assert trap.received == []
-    assert (record.disposition, record.cause) == (Disposition.ANSWERED, Cause.CALLER_HANGUP)

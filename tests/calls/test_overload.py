@@ -161,3 +161,21 @@ def test_emergency_calls_are_never_shed_for_rate_or_lag_but_respect_capacity() -
     active[0] = 3  # the engine is full: even an emergency call cannot get a leg
     assert isinstance(policy.admit(replace(emergency, transaction="e3|v"), 0.0), Reject)
     assert rejected == ["lag", "concurrent"]
+
+
+def test_a_transfer_is_admitted_like_a_new_call_but_is_no_engine_intake() -> None:
+    limits = OverloadLimits(
+        max_new_per_second=1, burst=1, max_concurrent=10, max_loop_lag=1.0, retry_after=5
+    )
+    rejected: list[str] = []
+    intake = EngineIntake()
+    policy = OverloadPolicy(
+        AuthenticatedOnly(), CallAdmission(limits), lambda: 1, lambda: 0.0, rejected.append, intake
+    )
+    assert policy.admit(_request("REFER", call_id="call-1"), 0.0) == Admit()
+    assert intake.depth() == 0  # the call is in the engine already
+    assert policy.admit(_invite("b"), 0.0) == Reject(
+        503, "Service Unavailable", (("Retry-After", "5"),)
+    )  # the transfer took the token
+    assert isinstance(policy.admit(_request("REFER", call_id="call-2"), 0.1), Reject)
+    assert rejected == ["rate", "rate"]
