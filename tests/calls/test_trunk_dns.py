@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.exception
@@ -115,27 +115,34 @@ async def _call(daemon_port: int, tmp_path: Path, callee_port: int) -> list[str]
     return received(callee, "INVITE")
 
 
+DnsServer = Callable[[list[str]], int]
+"""Starts dnsmasq with these records; returns its port (stopped at the end of the test)."""
+
+
 @pytest.fixture
-def dns_proc() -> Iterator[list[subprocess.Popen[bytes]]]:
+def dns_server() -> Iterator[DnsServer]:
     procs: list[subprocess.Popen[bytes]] = []
-    yield procs
+
+    def serve(records: list[str]) -> int:
+        port = free_udp_port()
+        procs.append(start_dns(port, records))
+        return port
+
+    yield serve
     for proc in procs:
         proc.kill()
         proc.wait()
 
 
 async def test_a_trunk_named_by_srv_gets_the_call(
-    daemon_factory: DaemonFactory, tmp_path: Path, dns_proc: list[subprocess.Popen[bytes]]
+    daemon_factory: DaemonFactory, tmp_path: Path, dns_server: DnsServer
 ) -> None:
-    callee_port, dns_port = free_udp_port(), free_udp_port()
-    dns_proc.append(
-        start_dns(
-            dns_port,
-            [
-                "--host-record=sbc.carrier.test,127.0.0.1",
-                f"--srv-host=_sip._udp.carrier.test,sbc.carrier.test,{callee_port},10,5",
-            ],
-        )
+    callee_port = free_udp_port()
+    dns_port = dns_server(
+        [
+            "--host-record=sbc.carrier.test,127.0.0.1",
+            f"--srv-host=_sip._udp.carrier.test,sbc.carrier.test,{callee_port},10,5",
+        ]
     )
     daemon = daemon_factory(
         routed_to(trunk("carrier", "carrier.test"), '["carrier"]'), sip=_dns(dns_port)
@@ -146,19 +153,16 @@ async def test_a_trunk_named_by_srv_gets_the_call(
 
 
 async def test_a_trunk_named_with_a_port_uses_its_address(
-    daemon_factory: DaemonFactory, tmp_path: Path, dns_proc: list[subprocess.Popen[bytes]]
+    daemon_factory: DaemonFactory, tmp_path: Path, dns_server: DnsServer
 ) -> None:
-    callee_port, dns_port = free_udp_port(), free_udp_port()
+    callee_port = free_udp_port()
     # An SRV record that would lead elsewhere: with a port given, it must not be used.
-    dns_proc.append(
-        start_dns(
-            dns_port,
-            [
-                "--host-record=sbc.carrier.test,127.0.0.1",
-                "--host-record=elsewhere.carrier.test,127.0.0.9",
-                "--srv-host=_sip._udp.sbc.carrier.test,elsewhere.carrier.test,9,10,5",
-            ],
-        )
+    dns_port = dns_server(
+        [
+            "--host-record=sbc.carrier.test,127.0.0.1",
+            "--host-record=elsewhere.carrier.test,127.0.0.9",
+            "--srv-host=_sip._udp.sbc.carrier.test,elsewhere.carrier.test,9,10,5",
+        ]
     )
     daemon = daemon_factory(
         routed_to(trunk("carrier", "sbc.carrier.test", callee_port), '["carrier"]'),
@@ -171,10 +175,10 @@ async def test_a_trunk_named_with_a_port_uses_its_address(
 
 
 async def test_a_trunk_whose_name_does_not_resolve_fails_over(
-    daemon_factory: DaemonFactory, tmp_path: Path, dns_proc: list[subprocess.Popen[bytes]]
+    daemon_factory: DaemonFactory, tmp_path: Path, dns_server: DnsServer
 ) -> None:
-    callee_port, dns_port = free_udp_port(), free_udp_port()
-    dns_proc.append(start_dns(dns_port, ["--host-record=sbc.carrier.test,127.0.0.1"]))
+    callee_port = free_udp_port()
+    dns_port = dns_server(["--host-record=sbc.carrier.test,127.0.0.1"])
     trunks = trunk("ghost", "ghost.carrier.test") + trunk("carrier", "127.0.0.1", callee_port)
     daemon = daemon_factory(routed_to(trunks, '["ghost", "carrier"]'), sip=_dns(dns_port))
     [invite] = await _call(daemon.sip_port("udp"), tmp_path, callee_port)
