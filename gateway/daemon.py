@@ -211,7 +211,6 @@ class Daemon:
                 disposition=str(record.disposition)
             ).inc(),
             on_change=self.cdr_writer.record,
-            on_offered=self.intake.offered,
             may_transfer=self._may_transfer,
         )
         self.engine.attach_registrations(RegistrationReporter(self.metrics))
@@ -256,6 +255,7 @@ class Daemon:
             bindings_sink=self._bindings_changed,
         )
         self.edge.transfers = self.calls
+        self.edge.engine_answered = self.intake.offered
         self.contacts.registrar = self.edge.access.registrar
         try:
             await self.edge.start(restored)

@@ -17,7 +17,7 @@ from gateway.calls.routing import Router
 from gateway.calls.transfer import TransferPermission
 from gateway.logs import get_logger
 from gateway.sip.refer import TransferRequest, TransferVerdict
-from media.events import CallCommand, CallEvent, CallOffered, EngineStopped
+from media.events import CallCommand, CallEvent, EngineStopped
 
 _log = get_logger("calls")
 
@@ -45,7 +45,6 @@ class CallControl:
         *,
         on_record: RecordSink | None = None,
         on_change: RecordSink | None = None,
-        on_offered: Callable[[str], None] | None = None,
         may_transfer: TransferPermission | None = None,
     ) -> None:
         self.registry = CallRegistry(router, settings, may_transfer)
@@ -55,8 +54,6 @@ class CallControl:
         self._timer_due: float | None = None
         self._on_record = on_record
         self._on_change = on_change
-        self._on_offered = on_offered
-        """Told the SIP Call-ID of each call the engine takes up (overload intake)."""
         self._idle = asyncio.Event()
         self._idle.set()
         self._changed = asyncio.Event()
@@ -81,8 +78,6 @@ class CallControl:
         now = self._loop.time()
         submit = self._engine.submit
         for event in events:
-            if isinstance(event, CallOffered) and self._on_offered is not None:
-                self._on_offered(event.sip_call_id)
             if isinstance(event, EngineStopped) and event.crashed:
                 _log.error("engine_crashed", reason=event.reason, calls=registry.active_calls())
             for command in registry.handle(event, now):

@@ -80,10 +80,13 @@ class CallAdmission:
 
 
 class EngineIntake:
-    """INVITEs admitted towards the engine that it has not offered to call control yet.
+    """INVITEs admitted towards the engine that it has not answered yet.
 
-    Kept in admission order, so the oldest is first: `delay()` is O(1). An entry
-    the engine never offers (the datagram was lost, the caller gave up) is
+    The edge reports every engine response to an INVITE (`offered`): 100 Trying
+    as much as a refusal PJSIP sends without offering the call (400/488 for a bad
+    SDP), which otherwise would stay here as an engine ever further behind. Kept
+    in admission order, so the oldest is first: `delay()` is O(1). An entry the
+    engine never answers (the datagram was lost and never retransmitted) is
     forgotten after `forget_after` seconds (SIP's transaction timeout).
     """
 

@@ -126,8 +126,9 @@ class CallsConfig(Section):
     max_loop_lag: float = Field(default=0.25, gt=0)
     """Seconds of event-loop lag above which new calls are shed (the node is behind)."""
     max_engine_delay: float = Field(default=0.5, gt=0)
-    """Seconds the oldest INVITE passed to the engine may wait without the engine taking
-    it up before new calls are shed (the engine's queue, measured as time)."""
+    """Seconds the oldest INVITE passed to the engine may wait for the engine's first
+    answer (100 Trying or any other) before new calls are shed (the engine's queue,
+    measured as time)."""
     overload_retry_after: int = Field(default=5, ge=1, le=3600)
     """Retry-After seconds sent with an overload 503."""
 

@@ -164,6 +164,9 @@ class SipEdge:
         self._closers: list[Callable[[], None]] = []
         self._sweeper: asyncio.Task[None] | None = None
         self.local_responses: LocalResponseSink | None = None
+        self.engine_answered: Callable[[str], None] | None = None
+        """Told the Call-ID of each INVITE the engine answers (even 100, even a refusal
+        PJSIP sends on its own): overload control's record that it was taken up."""
         self.transfers: TransferHandler | None = None
         """Call control, for a caller's REFER (None: REFERs go to the engine, which declines)."""
         self._refers = ReferLog(max_entries=config.protection.max_tracked_sources)
@@ -563,6 +566,8 @@ class SipEdge:
         self._internal.sendto(serialize(keep_in_route(out, self._internal_iface)), self.upstream)
 
     def _internal_response(self, response: SipResponse) -> None:
+        if self.engine_answered is not None and cseq(response).method == "INVITE":
+            self.engine_answered(call_id(response))
         routed = forward_response(response)
         if routed is None:
             self.metrics.sip_dropped.labels(reason="stray_response").inc()

@@ -69,6 +69,29 @@ async def test_call_from_trunk_through_edge_and_engine(
     )
 
 
+async def test_an_invite_the_engine_refuses_does_not_hold_up_the_next_call(
+    daemon_with_route: tuple[DaemonProcess, int], tmp_path: Path
+) -> None:
+    """PJSIP answers an unusable SDP itself (488) and never offers the call: the edge's
+    record of that INVITE waiting for the engine must end with the engine's answer, or
+    overload control reads it as an engine 0.5 s behind and refuses every call for 32 s."""
+    daemon, callee_port = daemon_with_route
+    remote = f"127.0.0.1:{daemon.sip_port('udp')}"
+    caller = await start_sipp(
+        "caller-488",
+        "call_uac_bad_sdp.xml",
+        tmp_path,
+        remote=remote,
+        args=("-s", "1234", "-m", "1", "-set", "media_line", "m=audio 4000 RTP/AVP 18"),
+    )
+    await caller.finish()
+    await asyncio.sleep(1.0)  # past [calls] max_engine_delay (0.5 s): a stale record would bite
+    await call_through(
+        remote, tmp_path / "next", callee_port, "call_uac_hangup.xml", "call_uas_answer.xml"
+    )
+    assert daemon.metric_total("callgate_calls_rejected_total") == 0
+
+
 async def test_unknown_number_through_edge_gets_404(
     daemon_with_route: tuple[DaemonProcess, int], tmp_path: Path
 ) -> None:
