@@ -602,10 +602,15 @@ class SipEdge:
         self._send_to_hop(hop, serialize(request))
 
     def _send_to_hop(
-        self, hop: Hop, payload: bytes, unresolved: Callable[[], None] | None = None
+        self,
+        hop: Hop,
+        payload: bytes,
+        unresolved: Callable[[], None] | None = None,
+        tls_name: str | None = None,
     ) -> None:
         """Send to `hop`, resolving a DNS name first (`unresolved`: what to do when it
-        does not resolve; the message is dropped and counted either way)."""
+        does not resolve; the message is dropped and counted either way). `tls_name`:
+        the name a TLS peer's certificate must carry when `hop` was resolved from it."""
         if not is_ip_literal(hop.host):
             self._send_to_name(hop, payload, unresolved)
             return
@@ -623,7 +628,9 @@ class SipEdge:
         if connection is None:
             connection = self._stream(hop.transport)
             tls = client_tls_context() if hop.transport == "tls" else None
-            task = asyncio.create_task(connect_stream(hop.host, hop.port, connection, tls))
+            task = asyncio.create_task(
+                connect_stream(hop.host, hop.port, connection, tls, tls_name)
+            )
             task.add_done_callback(_log_connect_failure)
         connection.send(payload)
 
@@ -634,7 +641,7 @@ class SipEdge:
 
         def send(targets: list[Target]) -> None:
             host, target_port = targets[0]
-            self._send_to_hop(Hop(hop.transport, host, target_port), payload)
+            self._send_to_hop(Hop(hop.transport, host, target_port), payload, tls_name=hop.host)
 
         def fail() -> None:
             self.metrics.sip_dropped.labels(reason="dns_failure").inc()

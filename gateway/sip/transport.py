@@ -208,9 +208,15 @@ async def open_stream(
 
 
 async def connect_stream(
-    host: str, port: int, connection: StreamConnection, tls: ssl.SSLContext | None = None
+    host: str,
+    port: int,
+    connection: StreamConnection,
+    tls: ssl.SSLContext | None = None,
+    tls_name: str | None = None,
 ) -> None:
+    """Open `connection` to host:port; over TLS the certificate must name `tls_name` (the
+    SIP domain the address was resolved from, RFC 5922), else `host`."""
     loop = asyncio.get_running_loop()
     await loop.create_connection(
-        lambda: connection, host, port, ssl=tls, server_hostname=host if tls else None
+        lambda: connection, host, port, ssl=tls, server_hostname=(tls_name or host) if tls else None
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import ssl
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -13,7 +16,10 @@ from gateway.config.accounts import TrunkConfig
 from gateway.config.base import nameserver_address
 from gateway.config.sip import SipConfig
 from gateway.sip.dns import DnsFailure, SipResolver, Srv, order_srv
+from gateway.sip.limits import ParseLimits
 from gateway.sip.proxy import Hop, hop_to
+from gateway.sip.transport import StreamConnection, connect_stream, server_tls_context
+from tests.support.tls import self_signed
 
 
 def test_srv_lowest_priority_first_then_by_weight() -> None:
@@ -94,3 +100,29 @@ async def test_a_failed_lookup_is_remembered_briefly() -> None:
         resolver.cached("sbc.carrier.test", "udp", 5060)
     now[0] += 60
     assert resolver.cached("sbc.carrier.test", "udp", 5060) is None
+
+
+async def test_tls_to_a_resolved_address_checks_the_certificate_against_the_name(
+    tmp_path: Path,
+) -> None:
+    """The edge connects to the address a trunk's name resolved to; the certificate must
+    carry that name (RFC 5922), not merely the address."""
+    cert, key = self_signed(tmp_path, "sbc.carrier.test")  # also valid for 127.0.0.1
+    server = await asyncio.start_server(
+        lambda _r, w: w.close(), "127.0.0.1", 0, ssl=server_tls_context(str(cert), str(key))
+    )
+    port = server.sockets[0].getsockname()[1]
+    client = ssl.create_default_context(cafile=str(cert))
+
+    def connection() -> StreamConnection:
+        return StreamConnection(
+            "tls", ParseLimits(), lambda *_: None, lambda *_: None, lambda _ip: True, 5.0, {}
+        )
+
+    try:
+        await connect_stream("127.0.0.1", port, connection(), client, "sbc.carrier.test")
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await connect_stream("127.0.0.1", port, connection(), client, "other.carrier.test")
+    finally:
+        server.close()
+        await server.wait_closed()
