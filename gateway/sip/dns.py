@@ -78,9 +78,11 @@ class SipResolver:
         timeout: float = 2.0,
         max_ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
     ) -> None:
         self._timeout = timeout
         self._max_ttl = max_ttl
+        self._max_entries = max_entries
         self._clock = clock
         self._resolver = _resolver(nameservers, timeout)
         self._cache: dict[tuple[str, str, int | None], tuple[float, list[Target]]] = {}
@@ -113,11 +115,26 @@ class SipResolver:
         try:
             targets, ttl = await self._targets(host, transport, port)
         except DnsFailure:
-            self._cache[key] = (self._clock() + _FAILURE_TTL, [])
+            self._remember(key, _FAILURE_TTL, [])
             _log.warning("sip_dns_failed", host=host, transport=transport)
             raise
-        self._cache[key] = (self._clock() + min(ttl, self._max_ttl), targets)
+        self._remember(key, min(ttl, self._max_ttl), targets)
         return targets
+
+    def _remember(
+        self, key: tuple[str, str, int | None], ttl: float, targets: list[Target]
+    ) -> None:
+        """Cache an answer; names come from peers' Contacts too, so the cache is bounded:
+        expired entries go first, then the oldest."""
+        cache = self._cache
+        cache.pop(key, None)  # re-inserted last: the oldest entries stay first
+        if len(cache) >= self._max_entries:
+            now = self._clock()
+            for stale in [k for k, (until, _) in cache.items() if until <= now]:
+                del cache[stale]
+            while len(cache) >= self._max_entries:
+                del cache[next(iter(cache))]
+        cache[key] = (self._clock() + ttl, targets)
 
     async def _targets(
         self, host: str, transport: str, port: int | None

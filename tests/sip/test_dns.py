@@ -126,3 +126,19 @@ async def test_tls_to_a_resolved_address_checks_the_certificate_against_the_name
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_the_answer_cache_is_bounded() -> None:
+    now = [0.0]
+    resolver = SipResolver(("127.0.0.1:9",), clock=lambda: now[0], max_entries=3)
+    for n in range(3):
+        resolver._remember((f"n{n}.test", "udp", None), 60.0, [("192.0.2.1", 5060)])
+    now[0] = 10.0
+    resolver._remember(("n3.test", "udp", None), 60.0, [("192.0.2.3", 5060)])
+    assert resolver.cached("n0.test", "udp", None) is None  # the oldest went
+    assert resolver.cached("n3.test", "udp", None) == [("192.0.2.3", 5060)]
+    now[0] = 65.0  # n1 and n2 expired: they go before anything live
+    resolver._remember(("n4.test", "udp", None), 60.0, [("192.0.2.4", 5060)])
+    resolver._remember(("n5.test", "udp", None), 60.0, [("192.0.2.5", 5060)])
+    assert resolver.cached("n3.test", "udp", None) is not None
+    assert len(resolver._cache) == 3
