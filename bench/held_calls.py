@@ -35,13 +35,19 @@ import pjsua2 as pj  # the engine's own build; stream_totals runs on its thread
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.calls import engine_to, proc_cpu, process_cpu, run_uac, start_uas
+from bench.calls import engine_to, proc_cpu, process_cpu, run_uac, start_uas, stat_cpu
 from gateway.config.models import LoggingConfig
 from gateway.logs import configure_logging
 from tests.support.ports import free_media_port, free_udp_port
 
 # G.711 with 20 ms packets.
 PACKETS_PER_SECOND = 50
+# One SIPp echo socket takes every leg's RTP: the engine's clock sends all legs' packets
+# in one burst per 20 ms, which overflows that socket's receive buffer (SIPp leaves it at
+# net.core.rmem_default, 208 KB; its -buff_size is for the SIP socket only): the drops are
+# counted in SIPp's socket (`ss -uamp`), not the engine's. Far ends are separate hosts in
+# real life; `--echo-rmem` raises the default for the run (root), and puts it back.
+RMEM_DEFAULT = Path("/proc/sys/net/core/rmem_default")
 # Seconds after the last call is placed before the window opens (answers, ACKs).
 SETTLE_S = 3.0
 # Seconds of hold after the window closes, before the first BYE.
@@ -112,7 +118,12 @@ HEADER = (
 
 
 async def held_through_engine(
-    work: Path, count: int, rate: int, window: float, caller_echo: int, echo_pid: int
+    work: Path,
+    count: int,
+    rate: int,
+    window: float,
+    caller_echo: int,
+    echo_pid: int,
 ) -> Held:
     uas_port = free_udp_port()
     uas = await start_uas(work, uas_port, "-rtp_echo")
@@ -137,9 +148,19 @@ async def held_through_engine(
         echoes = (uas.pid, echo_pid)
         first, cpu0, t0 = await engine.run(totals), process_cpu(), time.monotonic()
         echo0 = [proc_cpu(pid) for pid in echoes]
+        threads0 = thread_cpus()
         await asyncio.sleep(window)
         last, cpu1, t1 = await engine.run(totals), process_cpu(), time.monotonic()
         echo1 = [proc_cpu(pid) for pid in echoes]
+        busiest = sorted(
+            ((cpu - threads0.get(key, 0.0), key[1]) for key, cpu in thread_cpus().items()),
+            reverse=True,
+        )[:4]
+        print(
+            "threads (CPU over the window, 100 % = one core): "
+            + ", ".join(f"{name} {100 * spent / (t1 - t0):.0f} %" for spent, name in busiest),
+            flush=True,
+        )
         step = await uac
         held = Held("engine", count, step.ok, step.failed, window=t1 - t0)
         held.legs = min(first.legs, last.legs)
@@ -155,6 +176,18 @@ async def held_through_engine(
         await engine.stop()
         uas.kill()
         await uas.wait()
+
+
+def thread_cpus() -> dict[tuple[int, str], float]:
+    """utime+stime of each thread of this process, by (tid, name)."""
+    found: dict[tuple[int, str], float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            found[(int(task.name), name)] = stat_cpu(task / "stat")
+        except OSError:  # the thread ended
+            continue
+    return found
 
 
 async def held_direct(work: Path, count: int, rate: int, window: float) -> Held:
@@ -194,11 +227,25 @@ def main() -> None:
     parser.add_argument("--counts", default="200,400,800")
     parser.add_argument("--rate", type=int, default=80, help="calls/s while placing them")
     parser.add_argument("--window", type=float, default=60.0, help="seconds all are held")
+    parser.add_argument(
+        "--echo-rmem",
+        type=int,
+        help="net.core.rmem_default (bytes) for the run, so SIPp's one echo socket per "
+        "peer does not overflow (needs root; restored afterwards)",
+    )
     args = parser.parse_args()
     configure_logging(LoggingConfig(level="warning"))
     counts = [int(c) for c in args.counts.split(",")]
-    asyncio.run(bench(counts, args.rate, args.window))
-    print(f"{os.cpu_count()} cores, load average {os.getloadavg()}")
+    before = RMEM_DEFAULT.read_text() if args.echo_rmem else None
+    if args.echo_rmem:
+        RMEM_DEFAULT.write_text(str(args.echo_rmem))
+    try:
+        asyncio.run(bench(counts, args.rate, args.window))
+    finally:
+        if before is not None:
+            RMEM_DEFAULT.write_text(before)
+    rmem = f"{args.echo_rmem} (for the run)" if args.echo_rmem else RMEM_DEFAULT.read_text().strip()
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()}, rmem_default {rmem}")
 
 
 if __name__ == "__main__":
