@@ -41,6 +41,10 @@ from gateway.store.database import Store, StoreError
 from media.engine import EngineError, EngineSettings
 from media.engine_process import EngineProcess
 from media.session_timer import SessionTimer
+from smpp.mo_delivery import MoChannel
+from smpp.mo_email import EmailChannel
+from smpp.mo_webhook import WebhookChannel
+from smpp.mo_worker import MoDeliveryWorker
 from smpp.server import SmppServer
 from smpp.service import SmsService
 
@@ -132,6 +136,8 @@ class Daemon:
         self.binding_writer: BindingWriter | None = None
         self.cdr_writer: CdrWriter | None = None
         self.sms: SmsService | None = None
+        self.mo_delivery: MoDeliveryWorker | None = None
+        self._mo_webhook: WebhookChannel | None = None
         self.calls: CallControl | None = None
         self.trunk_prober: TrunkProber | None = None
         self.smpp_server: SmppServer | None = None
@@ -274,6 +280,7 @@ class Daemon:
             self.sms = SmsService(cfg.sms, cfg.smpp.smsc, self.store)
             await self.sms.start()
             _log.info("sms_started", smscs=[s.name for s in cfg.smpp.smsc])
+            self._start_mo_delivery(cfg)
             if cfg.smpp.server is not None:
                 self.smpp_server = SmppServer(cfg.smpp.server, self.sms)
                 try:
@@ -297,6 +304,28 @@ class Daemon:
                 f"{exc.strerror or exc}; change [http] port"
             ) from None
         self._write_runtime_file()
+
+    def _start_mo_delivery(self, cfg: CallgateConfig) -> None:
+        """Deliver MO messages to the channels some `[[sms.numbers]]` table asks for."""
+        wanted = {channel for entry in cfg.sms.numbers for channel in entry.channels}
+        channels: dict[str, MoChannel] = {}
+        if "webhook" in wanted:
+            self._mo_webhook = WebhookChannel(cfg.sms.mo_delivery.webhook_timeout)
+            channels["webhook"] = self._mo_webhook
+        if "email" in wanted:
+            channels["email"] = EmailChannel(cfg.sms.email)
+        if not channels:
+            return
+        assert self.store is not None
+        self.mo_delivery = MoDeliveryWorker(
+            self.store,
+            cfg.sms,
+            channels,
+            on_result=lambda channel, result: self.metrics.sms_mo_deliveries.labels(
+                channel, result
+            ).inc(),
+        )
+        self.mo_delivery.start()
 
     async def _route_engine_through_edge(self, cfg: CallgateConfig) -> None:
         """B-legs and trunk registrations leave through the edge, with each trunk's account."""
@@ -491,6 +520,10 @@ class Daemon:
             await self.http.stop()
         if self.smpp_server is not None:
             await self.smpp_server.stop()
+        if self.mo_delivery is not None:
+            await self.mo_delivery.stop()
+        if self._mo_webhook is not None:
+            await self._mo_webhook.close()
         if self.sms is not None:
             await self.sms.stop()
         if self.calls is not None:

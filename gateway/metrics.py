@@ -92,5 +92,12 @@ class Metrics:
             registry=r,
         )
 
+        self.sms_mo_deliveries = Counter(
+            "callgate_sms_mo_deliveries",
+            "MO delivery attempts by channel and result (delivered, retry, failed)",
+            ["channel", "result"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gateway.config.base import Section
 from gateway.config.secrets import SecretRef
@@ -131,6 +131,8 @@ class SmppConfig(Section):
 _ACCOUNT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=%-]{1,64}$")
 _E164_PREFIX = re.compile(r"^\+?[0-9]{0,15}$")
 SmsChannel = Literal["store", "sip", "email", "mqtt", "webhook"]
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+(?:[/?#]\S*)?$")
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 
 
 def _check_account(value: str) -> str:
@@ -260,12 +262,119 @@ class SmsNumbersConfig(Section):
     """Exact numbers (normalised to E.164 with `default_region`)."""
     prefixes: tuple[str, ...] = ()
     """Number blocks as E.164 prefixes, e.g. `"+493012345"`; the longest match wins."""
+    webhook_url: str | None = None
+    """URL (`https://` or `http://`) the `webhook` channel POSTs each MO message to
+    as JSON; required with that channel."""
+    webhook_secret: SecretRef | None = None
+    """Key of the HMAC-SHA256 signature sent in `X-Callgate-Signature`
+    (`sha256=<hex>` over the body); required with the `webhook` channel."""
+    email_to: str | None = None
+    """Address the `email` channel sends each MO message to; required with that
+    channel (the server is `[sms.email]`)."""
     channels: tuple[SmsChannel, ...] = ("store",)
     """Where MO messages go: `store` (kept for the account's API) is delivered at
-    once; the other channels are recorded as pending deliveries for their adapters."""
+    once; `webhook` and `email` are delivered by the MO delivery worker; `sip` and
+    `mqtt` are recorded as pending deliveries (no adapter yet)."""
 
     _account = field_validator("account")(_check_account)
     _prefixes = field_validator("prefixes")(_check_prefixes)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not _HTTP_URL.match(value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    @field_validator("email_to")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_targets(
+        cls, value: tuple[SmsChannel, ...], info: ValidationInfo
+    ) -> tuple[SmsChannel, ...]:
+        # Fields declared above `channels` are in info.data (unless invalid themselves),
+        # so the error points at the `channels` line.
+        given = info.data
+        if "webhook" in value and (
+            given.get("webhook_url", "") is None or given.get("webhook_secret", "") is None
+        ):
+            raise ValueError("channel `webhook` needs `webhook_url` and `webhook_secret`")
+        if "email" in value and given.get("email_to", "") is None:
+            raise ValueError("channel `email` needs `email_to`")
+        return value
+
+
+class SmsMoDeliveryConfig(Section):
+    """How pending MO deliveries (`webhook`, `email`) are attempted and retried."""
+
+    concurrency: int = Field(default=8, ge=1, le=1000)
+    """Deliveries in progress at once per channel."""
+    per_account_concurrency: int = Field(default=2, ge=1, le=1000)
+    """Deliveries in progress at once per channel and account, so that one slow or
+    dead destination leaves the other slots to the other accounts."""
+    batch: int = Field(default=100, ge=1, le=10_000)
+    """Due deliveries read from the store per channel in one query."""
+    poll_interval: float = Field(default=1.0, gt=0, le=3600)
+    """Seconds between looks for due deliveries when none is known to be waiting."""
+    initial_backoff: float = Field(default=5.0, gt=0, le=86_400)
+    """Seconds before the first retry of a failed attempt."""
+    max_backoff: float = Field(default=600.0, gt=0, le=86_400)
+    """Longest wait between two attempts (a longer Retry-After is still honoured)."""
+    multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+    """Factor by which the wait grows after each failed attempt."""
+    jitter: float = Field(default=0.2, ge=0, le=1)
+    """Fraction by which each wait is randomly lengthened or shortened, so that
+    retries to one destination do not arrive in step."""
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    """Attempts per delivery before it is failed."""
+    max_age: float = Field(default=86_400.0, gt=0, le=31_536_000)
+    """Seconds after reception after which a delivery is failed instead of retried."""
+    webhook_timeout: float = Field(default=10.0, gt=0, le=600)
+    """Seconds a webhook POST may take (connect and answer); longer is retried."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SmsMoDeliveryConfig:
+        if self.initial_backoff > self.max_backoff:
+            raise ValueError("initial_backoff must not exceed max_backoff")
+        return self
+
+
+class SmsEmailConfig(Section):
+    """The SMTP server the `email` MO channel sends through."""
+
+    host: str = "127.0.0.1"
+    """Host name or IP address of the SMTP server (submission or relay)."""
+    port: int = Field(default=25, ge=1, le=65535)
+    """TCP port (25 relay, 587 submission with STARTTLS, 465 implicit TLS)."""
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    """`starttls` upgrades the connection and fails when the server cannot;
+    `tls` is implicit TLS (port 465); `none` sends in clear (loopback relays only)."""
+    tls_verify: bool = True
+    """Verify the server's certificate and host name (only switch off for lab setups)."""
+    username: str | None = None
+    """Login name; unset means no authentication."""
+    password: SecretRef | None = None
+    """Login password (`{ file = "..." }` or `{ env = "..." }`), with `username`."""
+    sender: str = "callgate@localhost"
+    """Envelope and `From:` address of MO e-mails."""
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    """Seconds for connecting and for each SMTP command; longer is retried."""
+
+    _host = field_validator("host")(_check_plain_host)
+
+    @model_validator(mode="after")
+    def _login_complete(self) -> SmsEmailConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if not _EMAIL.match(self.sender):
+            raise ValueError(f"sender {self.sender!r} is not an e-mail address")
+        return self
 
 
 class SmsConfig(Section):
@@ -291,6 +400,10 @@ class SmsConfig(Section):
     """One `[[sms.accounts]]` table per account with limits."""
     numbers: tuple[SmsNumbersConfig, ...] = ()
     """One `[[sms.numbers]]` table per account owning MO numbers."""
+    mo_delivery: SmsMoDeliveryConfig = SmsMoDeliveryConfig()
+    """`[sms.mo_delivery]`: retries and concurrency of MO webhook and e-mail deliveries."""
+    email: SmsEmailConfig = SmsEmailConfig()
+    """`[sms.email]`: the SMTP server of the `email` MO channel."""
     write_batch: int = Field(default=2000, ge=1, le=100_000)
     """Most queued writes committed in one transaction (group commit)."""
     dispatch_slack: int = Field(default=2, ge=1, le=100)

@@ -13,7 +13,7 @@ from typing import Final
 
 import phonenumbers
 
-from smpp.config import SmsChannel, SmsConfig
+from smpp.config import SmsChannel, SmsConfig, SmsNumbersConfig
 
 NORMALISE_CACHE: Final = 65_536
 MIN_E164_DIGITS: Final = 7
@@ -111,6 +111,8 @@ class MtRouter:
 class NumberOwner:
     account: str
     channels: tuple[SmsChannel, ...]
+    entry: SmsNumbersConfig
+    """The `[[sms.numbers]]` table: where its channels deliver to."""
 
 
 class MoDirectory:
@@ -120,7 +122,7 @@ class MoDirectory:
         self._exact: dict[str, NumberOwner] = {}
         self._prefixes: dict[str, NumberOwner] = {}
         for entry in config.numbers:
-            owner = NumberOwner(entry.account, entry.channels)
+            owner = NumberOwner(entry.account, entry.channels, entry)
             for number in entry.numbers:
                 self._exact[_digits(normaliser.e164(number))] = owner
             for prefix in entry.prefixes:

@@ -125,6 +125,10 @@ sms_mo_deliveries = Table(
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("updated_at", Float, nullable=False),
+    # Migration 0006: when a pending delivery is due again (NULL: now) and why
+    # the last attempt failed.
+    Column("next_attempt_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
     Index("ix_sms_mo_deliveries_pending", "channel", "state"),
 )
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.smsc.blocking_esme import BlockingEsme
 from tests.smsc.simulator import SmscSimulator
-from tests.support.daemon import DaemonProcess, write_config
+from tests.support.daemon import DaemonProcess, smsc_table, write_config
 
 
 def _wait(probe: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -50,14 +50,7 @@ name = "alice"
 
 [[accounts]]
 name = "bob"
-
-[[smpp.smsc]]
-name = "sim"
-host = "127.0.0.1"
-port = {smsc.smpp_port}
-system_id = "{smsc.system_id}"
-password = {{ file = "{secret}" }}
-window = 20
+{smsc_table(smsc.host, smsc.smpp_port, smsc.system_id, secret)}window = 20
 
 [[sms.routes]]
 prefix = ""

@@ -76,3 +76,44 @@ def test_reconnect_delay_doubles_caps_and_jitters() -> None:
     assert [reconnect_delay(config, n, 0.5) for n in range(1, 6)] == [1, 2, 4, 8, 8]
     assert reconnect_delay(config, 1, 0.0) == 0.5
     assert reconnect_delay(config, 1, 1.0) == 1.5
+
+
+MO_OWNER = (
+    '[[accounts]]\nname = "alice"\n\n'
+    '[[sms.numbers]]\naccount = "alice"\nnumbers = ["+4930123456"]\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("lines", "needle"),
+    [
+        ('channels = ["store", "webhook"]\n', "c.toml:7: sms.numbers[0].channels: "),
+        ('channels = ["email"]\n', "channel `email` needs `email_to`"),
+        (
+            'webhook_url = "ftp://example.test/"\nwebhook_secret = { env = "K" }\n'
+            'channels = ["webhook"]\n',
+            "c.toml:7: sms.numbers[0].webhook_url: ",
+        ),
+        ('email_to = "nobody"\nchannels = ["email"]\n', "is not an e-mail address"),
+    ],
+)
+def test_mo_channels_need_their_targets(lines: str, needle: str) -> None:
+    from gateway.config.loader import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config(MO_OWNER + lines, "c.toml")
+    assert needle in str(raised.value)
+
+
+def test_mo_channel_targets_accepted() -> None:
+    from gateway.config.loader import parse_config
+
+    config = parse_config(
+        MO_OWNER + 'webhook_url = "https://hooks.example.test/mo"\n'
+        'webhook_secret = { env = "K" }\nemail_to = "ops@example.test"\n'
+        'channels = ["store", "webhook", "email"]\n',
+        "c.toml",
+    )
+    (entry,) = config.sms.numbers
+    assert entry.webhook_url == "https://hooks.example.test/mo"
+    assert entry.email_to == "ops@example.test"

@@ -66,6 +66,18 @@ def write_config(
     return path
 
 
+def smsc_table(host: str, port: int, system_id: str, password_file: Path) -> str:
+    """An `[[smpp.smsc]]` table named "sim" for the SMSC simulator."""
+    return f"""
+[[smpp.smsc]]
+name = "sim"
+host = "{host}"
+port = {port}
+system_id = "{system_id}"
+password = {{ file = "{password_file}" }}
+"""
+
+
 class DaemonProcess:
     """`python -m gateway run --config FILE`, with its log events in a queue."""
 
