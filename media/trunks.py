@@ -158,8 +158,7 @@ class TrunkAccounts:
         pj = self._pj
         cfg = self._base_config()
         user = trunk.username or "callgate"
-        host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
-        cfg.idUri = f"sip:{user}@{host}"
+        cfg.idUri = f"sip:{user}@{hostport(trunk.host, None)}"
         route_through_edge(cfg, edge)
         cfg.sipConfig.contactForced = edge.contact.replace("sip:", f"sip:{user}@", 1)
         if trunk.username is not None and trunk.password is not None:

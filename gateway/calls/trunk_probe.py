@@ -43,7 +43,7 @@ def options_request(
 ) -> SipRequest:
     """An out-of-dialog OPTIONS to the trunk at `hop`, sent by the edge itself."""
     uri = f"sip:{hostport(hop.host, None if hop.srv else hop.port, hop.transport)}"
-    own = f"[{via.host}]" if ":" in via.host else via.host
+    own = hostport(via.host, None)
     headers = Headers(
         (
             ("Via", via.via(branch)),

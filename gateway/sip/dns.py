@@ -26,6 +26,7 @@ import dns.resolver
 
 from gateway.config.base import nameserver_address
 from gateway.logs import get_logger
+from gateway.sip.proxy import DEFAULT_PORTS
 from gateway.sip.uri import is_ip_literal
 
 _log = get_logger("sip.dns")
@@ -33,7 +34,6 @@ _log = get_logger("sip.dns")
 Target = tuple[str, int]
 
 _SRV_PREFIX = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}
-_DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
 _FAILURE_TTL = 5.0
 """Seconds a failed lookup is remembered: retransmissions do not each ask again."""
 
@@ -80,7 +80,6 @@ class SipResolver:
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 10_000,
     ) -> None:
-        self._timeout = timeout
         self._max_ttl = max_ttl
         self._max_entries = max_entries
         self._clock = clock
@@ -146,7 +145,7 @@ class SipResolver:
             answer = await self._resolver.resolve(f"{_SRV_PREFIX[transport]}.{host}", "SRV")
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             addresses, ttl = await self._addresses(host)
-            return [(a, _DEFAULT_PORT[transport]) for a in addresses], ttl
+            return [(a, DEFAULT_PORTS[transport]) for a in addresses], ttl
         except dns.exception.DNSException as exc:
             raise DnsFailure(f"{host}: {exc}") from exc
         records = [

@@ -528,7 +528,10 @@ class SipEdge:
             return
         hop = nat_hop or next_hop_for_request(forwarded, "udp")
         self._forwarded_out.inc()
-        self._send_to_hop(hop, serialize(forwarded), lambda: self._unresolved(request))
+        # A name that does not resolve: 503 to the engine, which fails over.
+        self._send_to_hop(
+            hop, serialize(forwarded), lambda: self._answer_engine(request, 503, "DNS Failure")
+        )
 
     def _flow_open(self, hop: Hop) -> bool:
         """UDP always; a stream only on the connection the phone opened (a NAT lets
@@ -538,17 +541,14 @@ class SipEdge:
     def _flow_failed(self, request: SipRequest) -> None:
         """The phone's connection is gone: 430 to the engine (RFC 5626 §5.3), which
         fails this leg now instead of after a timeout."""
-        assert self._internal is not None
         self.metrics.sip_dropped.labels(reason="flow_failed").inc()
-        if request.method != "ACK":
-            response = self._reply_with(request, 430, "Flow Failed", ())
-            self._internal.sendto(serialize(response), self.upstream)
+        self._answer_engine(request, 430, "Flow Failed")
 
-    def _unresolved(self, request: SipRequest) -> None:
-        """The next hop's name did not resolve: 503 to the engine, which fails over."""
+    def _answer_engine(self, request: SipRequest, status: int, reason: str) -> None:
+        """End one of the engine's own requests that cannot go out (never an ACK)."""
         assert self._internal is not None
         if request.method != "ACK":
-            response = self._reply_with(request, 503, "DNS Failure", ())
+            response = self._reply_with(request, status, reason, ())
             self._internal.sendto(serialize(response), self.upstream)
 
     def _public_response(self, response: SipResponse, peer: Peer) -> None:

@@ -27,7 +27,7 @@ from typing import TypeVar
 from gateway.sip.address import NameAddress, parse_name_addr
 from gateway.sip.errors import SipParseError
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.sip.uri import SipUri
+from gateway.sip.uri import SipUri, hostport, is_ip_literal
 
 M = TypeVar("M", SipRequest, SipResponse)
 
@@ -80,8 +80,7 @@ def nated_contact(contact: str, source: tuple[str, int], transport: str = "udp")
     named = "tls" if uri.scheme == "sips" else (uri.params.get("transport") or "").lower()
     if named not in ("", transport):
         return None
-    public = f"[{source[0]}]" if ":" in source[0] else source[0]
-    rewritten = _with_hostport(parsed.uri, uri, f"{public}:{source[1]}")
+    rewritten = _with_hostport(parsed.uri, uri, hostport(*source))
     if not named and transport != "udp":  # a stream the URI does not name: name it
         head, mark, tail = rewritten.partition("?")
         rewritten = f"{head};transport={transport}{mark}{tail}"
@@ -137,8 +136,6 @@ def parse_destination(value: str) -> tuple[str, str, int] | None:
     number = int(port)
     if not 0 < number < 65536:
         return None
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
+    if not is_ip_literal(host):
         return None
     return transport, host.strip("[]"), number

@@ -26,7 +26,7 @@ from gateway.sip.message import (
     vias,
 )
 from gateway.sip.refer import TRANSFER_HEADER
-from gateway.sip.uri import SipUri, is_ip_literal
+from gateway.sip.uri import SipUri, hostport, is_ip_literal
 
 MAGIC_COOKIE = "z9hG4bK"
 # Our branches carry this mark so responses to them are recognised.
@@ -78,13 +78,11 @@ class Interface:
     port: int
 
     def uri(self, side: str) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        transport = "" if self.transport == "udp" else f";transport={self.transport}"
-        return f"<sip:{host}:{self.port}{transport};lr;cg={side}>"
+        return f"<sip:{hostport(self.host, self.port, self.transport)};lr;cg={side}>"
 
     def via(self, branch: str) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"SIP/2.0/{self.transport.upper()} {host}:{self.port};branch={branch};rport"
+        sent_by = hostport(self.host, self.port)
+        return f"SIP/2.0/{self.transport.upper()} {sent_by};branch={branch};rport"
 
 
 class TooManyHops(Exception):
