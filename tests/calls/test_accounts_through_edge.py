@@ -77,10 +77,11 @@ class Node:
         )
         await run.finish()
 
-    async def call(self, dialed: str) -> None:
+    async def call(self, dialed: str, scenario: str = "call_uac_hangup.xml") -> None:
+        """One call from the loopback trunk to `dialed`; `scenario` says what must happen."""
         caller = await start_sipp(
-            "caller",
-            "call_uac_hangup.xml",
+            f"caller-{scenario}",
+            scenario,
             self.workdir,
             remote=self.target,
             args=("-s", dialed, "-m", "1", "-set", "rtp_port", str(free_udp_port())),
@@ -141,14 +142,7 @@ async def test_registered_phone_receives_a_call_to_its_account(node: Node) -> No
 
 
 async def test_unregistered_account_without_forward_target_gets_480(node: Node) -> None:
-    caller = await start_sipp(
-        "caller",
-        "call_uac_refused.xml",
-        node.workdir,
-        remote=node.target,
-        args=("-s", "carol", "-m", "1", "-set", "rtp_port", str(free_udp_port())),
-    )
-    await caller.finish()
+    await node.call("carol", "call_uac_refused.xml")
     record = await node.finished()
     assert (record["disposition"], record["caller_status"]) == ("rejected", 480)
 
@@ -253,14 +247,7 @@ async def test_a_call_to_a_closed_flow_fails_at_once_with_430(node: Node) -> Non
         assert await asyncio.to_thread(phone.wait_for, "registered", 20) is not None
     finally:
         phone.stop()  # closes its TCP connection; the binding stays
-    caller = await start_sipp(
-        "caller-flow",
-        "call_uac_refused.xml",
-        node.workdir,
-        remote=node.target,
-        args=("-s", "bob", "-m", "1", "-set", "rtp_port", str(free_udp_port())),
-    )
-    await caller.finish(timeout=30)
+    await node.call("bob", "call_uac_refused.xml")
     record = await node.finished()
     assert (record["disposition"], record["caller_status"]) == ("failed", 480), record
     assert 'callgate_sip_dropped_total{reason="flow_failed"} 1.0' in node.daemon.metrics()
