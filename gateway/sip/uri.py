@@ -223,6 +223,7 @@ def hostport(host: str, port: int | None, transport: str = "udp") -> str:
     return f"{name}{'' if port is None else f':{port}'}{params}"
 
 
+@lru_cache(maxsize=PARSED_VALUE_CACHE)  # asked for every message the edge sends
 def is_ip_literal(host: str) -> bool:
     """An IPv4 or IPv6 address (brackets allowed), not a DNS name."""
     try:
