@@ -1,15 +1,15 @@
 """Node-wide admission of new calls: rate, concurrency and load shedding.
 
 Measured (bench/daemon_calls.py, docs/BENCHMARKS.md): the whole daemon carries
-150-250 calls/s cleanly on 2 shared cores and collapses above that. Refusing the
-excess at the edge with 503 + Retry-After, before PJSIP spends anything, kept
-admitted calls healthy at 2x the rate; shedding on the engine's intake delay
-alone did not (admitted calls timed out once the engine was behind).
+250 calls/s cleanly on a quiet 2-core machine and fails some admitted calls
+above that. Refusing the excess at the edge with 503 + Retry-After, before
+PJSIP spends anything, kept admitted calls healthy at 1.5x and 2x a rate set
+below that capacity; shedding on the engine's intake delay alone does not.
 Besides the configured rate and concurrency, two signals say the node is
 behind: the event loop's lag, and the engine's intake delay — how long the
-oldest INVITE the edge passed to the engine has waited without the engine
-offering it to call control (the engine's queue, expressed as time: it rises
-at once when the engine stalls, and falls as soon as it catches up).
+oldest INVITE the edge passed to the engine has waited for the engine's first
+answer (the engine's queue, expressed as time: it rises at once when the
+engine stalls, and falls as soon as it catches up).
 Pure: `now`, the active call count and the delays are passed in.
 """
 
