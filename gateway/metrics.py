@@ -44,6 +44,11 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        self.sip_retransmissions = Counter(
+            "callgate_sip_retransmissions_answered",
+            "Retransmitted REGISTERs answered again from the answers kept for Timer J",
+            registry=r,
+        )
         self.sip_auth_failures = Counter(
             "callgate_sip_auth_failures", "Digest authentication failures", registry=r
         )

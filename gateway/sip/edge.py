@@ -23,6 +23,7 @@ from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.sip.access import AccessControl, Answer
 from gateway.sip.admission import AdmissionPolicy, AdmissionRequest, Reject
+from gateway.sip.answers import AnswerLog, answer_key
 from gateway.sip.directory import Directory
 from gateway.sip.dns import DnsFailure, SipResolver, Target
 from gateway.sip.errors import SipParseError
@@ -170,6 +171,7 @@ class SipEdge:
         self.transfers: TransferHandler | None = None
         """Call control, for a caller's REFER (None: REFERs go to the engine, which declines)."""
         self._refers = ReferLog(max_entries=config.protection.max_tracked_sources)
+        self._register_answers = AnswerLog()
         self._blocked_agents = _agent_matcher(config.protection.user_agent_blocklist)
         # Metric children by label value: labels() costs a lock and a tuple per call.
         self._requests_by_method: dict[str, Counter] = {}
@@ -385,11 +387,7 @@ class SipEdge:
                 transfer = self._refers.transfer_accepted(call_id(request), self._clock())
             self._to_upstream(request, peer, transfer=transfer)
         elif method == "REGISTER":
-            now = self._clock()
-            response, result = self.access.register(request, peer.transport, peer.address, now, now)
-            self._send_to_peer(peer, response)
-            if result is not None and self._bindings_sink is not None:
-                self._bindings_sink(result, [])
+            self._register(request, peer)
         elif method == "OPTIONS" and request_uri(request).user is None:
             self._send_to_peer(peer, self._options(request))
         elif method in _ADMITTED_METHODS or method == "OPTIONS":
@@ -398,6 +396,23 @@ class SipEdge:
             self._send_to_peer(
                 peer, self._reply_with(request, 405, "Method Not Allowed", (("Allow", ALLOW),))
             )
+
+    def _register(self, request: SipRequest, peer: Peer) -> None:
+        now = self._clock()
+        udp = peer.transport == "udp"
+        if udp:
+            key = answer_key(request, peer.address)
+            answer = self._register_answers.answer_for(key, now)
+            if answer is not None:
+                self.metrics.sip_retransmissions.inc()
+                peer.send(answer)
+                return
+        response, result = self.access.register(request, peer.transport, peer.address, now, now)
+        payload = self._send_to_peer(peer, response)
+        if udp:
+            self._register_answers.remember(key, payload, now)
+        if result is not None and self._bindings_sink is not None:
+            self._bindings_sink(result, [])
 
     def _refer(self, request: SipRequest, peer: Peer) -> None:
         """A REFER in a dialog: a blind transfer, answered here, decided by call control.
@@ -584,14 +599,17 @@ class SipEdge:
                 return iface
         return self._public[0]
 
-    def _send_to_peer(self, peer: Peer, response: SipResponse) -> None:
+    def _send_to_peer(self, peer: Peer, response: SipResponse) -> bytes:
+        """Send `response` to `peer`; returns its wire form."""
         counter = self._responses_by_status.get(response.status)
         if counter is None:
             counter = self._responses_by_status[response.status] = (
                 self.metrics.sip_responses_sent.labels(status=str(response.status))
             )  # statuses are three digits: at most 600 children
         counter.inc()
-        peer.send(serialize(response))
+        payload = serialize(response)
+        peer.send(payload)
+        return payload
 
     def originate(self, request: SipRequest, hop: Hop) -> None:
         """Send a request of the edge's own (a health probe) from its public side.

@@ -359,6 +359,50 @@ def test_register_md5_digest_succeeds(edge: Edge, transport: str) -> None:
     assert result.ok, result.output
 
 
+def test_refreshes_reuse_the_nonce_without_a_new_challenge(edge: Edge) -> None:
+    """Phones refresh with the nonce they hold (nc 1, 2, ...): one 401, then 200s."""
+    users = users_file(edge.workdir, ("alice", PASSWORDS["alice"], "3600"))
+    failures = edge.daemon.metric("callgate_sip_auth_failures_total")
+    result = sipp(
+        "register_refresh.xml",
+        f"127.0.0.1:{edge.udp}",
+        edge.workdir / "refresh",
+        extra=("-inf", str(users)),
+    )
+    assert result.ok, result.output
+    assert edge.daemon.metric("callgate_sip_auth_failures_total") == failures
+
+
+def test_a_retransmitted_register_gets_the_same_200(edge: Edge) -> None:
+    """The 200 was lost: the phone's retransmission (same nonce-count, same CSeq) must
+    not be taken for a replay (401) or an out-of-order request (500)."""
+    peer = UdpPeer("127.0.0.1")
+    uri = "sip:example.test"
+    call = f"retrans-{time.monotonic_ns()}@test"
+    try:
+        challenge = peer.exchange(
+            request("REGISTER", uri, peer.local, user="bob", call_id=call), edge.udp
+        )
+        assert challenge.status == 401, challenge.raw
+        authorization = digest_authorization(
+            challenge.get("WWW-Authenticate") or "",
+            user="bob", password=PASSWORDS["bob"], method="REGISTER", uri=uri,
+        )  # fmt: skip
+        contact = f"Contact: <sip:bob@{peer.local[0]}:{peer.local[1]}>"
+        register = request(
+            "REGISTER", uri, peer.local, user="bob", call_id=call, cseq=2,
+            headers=(f"Authorization: {authorization}", contact),
+        )  # fmt: skip
+        before = edge.daemon.metric("callgate_sip_retransmissions_answered_total")
+        first = peer.exchange(register, edge.udp)
+        assert first.status == 200, first.raw
+        again = peer.exchange(register, edge.udp)
+        assert again.raw == first.raw
+        assert edge.daemon.metric("callgate_sip_retransmissions_answered_total") == before + 1
+    finally:
+        peer.close()
+
+
 def test_wrong_password_rechallenges_then_locks_out(edge: Edge) -> None:
     users = users_file(edge.workdir, ("carol", PASSWORDS["carol"], "not-her-password"))
     before = edge.daemon.metric("callgate_sip_lockouts_total")
