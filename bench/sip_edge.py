@@ -501,6 +501,9 @@ def main() -> None:
         help="Python OPTIONS client rate (one at a time)",
     )
     parser.add_argument("--latency-count", type=int, default=3000, help="OPTIONS per latency run")
+    parser.add_argument(
+        "--register-only", action="store_true", help="only step (1), authenticated REGISTER/s"
+    )
     parser.add_argument("--echo-uas", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_uas:
@@ -540,6 +543,8 @@ def main() -> None:
                     f"auth'd REGISTER/s, {label}: edge {edge_best:,.0f}  |  "
                     f"baseline SIPp->SIPp {register_uas[scenario]:,.0f}"
                 )
+            if args.register_only:
+                return
 
             print(f"\n(2) forwarded requests at {args.forward_rate:.0f}/s from a trunk address")
             calls = int(args.forward_rate * args.seconds)

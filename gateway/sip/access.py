@@ -49,7 +49,7 @@ _log = get_logger("sip.access")
 ResponseFactory = Callable[[SipRequest, int, str, tuple[tuple[str, str], ...]], SipResponse]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Identity:
     """An authenticated caller: an account, or a trunk recognised by source."""
 
@@ -57,7 +57,7 @@ class Identity:
     trunk: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Answer:
     """Reply with this response (the request goes no further)."""
 

@@ -89,7 +89,7 @@ _ESCAPE_RE: Final = re.compile(r"\\(.)", re.DOTALL)
 _REQUIRED_PARAMS: Final = ("username", "realm", "nonce", "uri", "response")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DigestCredentials:
     """One parsed ``Authorization``/``Proxy-Authorization`` Digest value."""
 
@@ -385,6 +385,8 @@ class NonceService:
 class _CountEntry:
     highest_nc: int
     issued_at: float
+    bound: tuple[str, str]
+    """The realm and source the nonce's MAC was checked against."""
 
 
 class NonceCounter:
@@ -414,8 +416,24 @@ class NonceCounter:
     def _expired(self, entry: _CountEntry, now: float) -> bool:
         return now - entry.issued_at > self.lifetime
 
-    def advance(self, nonce: str, nc: int, issued_at: float, now: float) -> bool:
-        """Record ``nc`` for ``nonce`` if it is higher than any seen; else it is a replay."""
+    def verified_issue_time(self, nonce: str, realm: str, source: str) -> float | None:
+        """When ``nonce`` was issued, if a request from ``source`` already proved it ours
+        (its MAC checked, its digest verified); else None and the MAC must be checked.
+
+        Phones reuse a nonce for every refresh: this spares each one the MAC.
+        """
+        entry = self._entries.get(nonce)
+        if entry is None or entry.bound != (realm, source):
+            return None
+        return entry.issued_at
+
+    def advance(
+        self, nonce: str, nc: int, issued_at: float, now: float, bound: tuple[str, str] = ("", "")
+    ) -> bool:
+        """Record ``nc`` for ``nonce`` if it is higher than any seen; else it is a replay.
+
+        ``bound``: the realm and source its MAC was checked against.
+        """
         self._drop_expired_head(now)
         if now - issued_at > self.lifetime:
             self._entries.pop(nonce, None)
@@ -424,7 +442,7 @@ class NonceCounter:
         if entry is None:
             if issued_at <= self._forgotten_up_to:
                 return False
-            self._entries[nonce] = _CountEntry(nc, issued_at)
+            self._entries[nonce] = _CountEntry(nc, issued_at, bound)
             self._evict_over_cap()
             return True
         if nc <= entry.highest_nc:
@@ -462,7 +480,7 @@ CredentialLookup = Callable[[str, str], Mapping[str, str] | None]
 """(username, realm) -> {algorithm wire name: HA1 hex}, or ``None`` if unknown."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Authenticated:
     """The request is from ``username``."""
 
@@ -470,7 +488,7 @@ class Authenticated:
     algorithm: DigestAlgorithm
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Challenge:
     """Answer 401/407 with one authenticate header per value (strongest first)."""
 
@@ -478,7 +496,7 @@ class Challenge:
     stale: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """Wrong password (or unknown user): count a failure, then 401/407 or 403.
 
@@ -489,7 +507,7 @@ class Failed:
     headers: list[str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     """Unusable credentials: answer ``status reason`` (a client bug, not a guess)."""
 
@@ -569,7 +587,9 @@ class DigestAuthenticator:
         if self._opaque is not None and credentials.opaque != self._opaque:
             return self.challenge(realm, now, source)
 
-        issued_at = self._nonces.issued_at(credentials.nonce, realm, source)
+        issued_at = self._counter.verified_issue_time(credentials.nonce, realm, source)
+        if issued_at is None:
+            issued_at = self._nonces.issued_at(credentials.nonce, realm, source)
         status = self._nonces.status_at(issued_at, now)
         if status is not NonceStatus.VALID or issued_at is None:
             return self.challenge(realm, now, source, stale=status is NonceStatus.STALE)
@@ -591,6 +611,9 @@ class DigestAuthenticator:
         if not verify(credentials, method, ha1_hex, body):
             return Failed(credentials.username, self.challenge(realm, now, source).headers)
         # After verify, so forged requests cannot burn a client's nonce-counts.
-        if not self._counter.advance(credentials.nonce, credentials.nonce_count, issued_at, now):
+        counted = self._counter.advance(
+            credentials.nonce, credentials.nonce_count, issued_at, now, (realm, source)
+        )
+        if not counted:
             return self.challenge(realm, now, source, stale=True)
         return Authenticated(credentials.username, credentials.algorithm)

@@ -64,7 +64,7 @@ _MANDATORY = tuple((name.lower(), name) for name in ("Call-ID", "CSeq", "From", 
 DEFAULT_LIMITS = ParseLimits()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SipRequest:
     """A request. `uri` is the Request-URI exactly as received."""
 
@@ -76,7 +76,7 @@ class SipRequest:
     cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SipResponse:
     """A response."""
 

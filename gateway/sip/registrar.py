@@ -86,7 +86,7 @@ def _unquote(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ContactSpec:
     """One Contact of a REGISTER, as the edge's parser hands it over."""
 
@@ -129,7 +129,7 @@ class ContactSpec:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Binding:
     """One registered contact of an address-of-record."""
 
@@ -152,7 +152,7 @@ class Binding:
         return max(0, math.ceil(self.expires_at - now))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RegisterResult:
     """A successful REGISTER: what to answer with and what changed (to persist)."""
 
@@ -176,7 +176,7 @@ class OverflowPolicy(Enum):
 BindingKey = tuple[str, str | int | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _RegisterRequest:
     """The REGISTER-wide values every contact is processed with."""
 
@@ -404,7 +404,8 @@ class Registrar:
         if held:
             self._aors[aor] = held
             self._count += len(held)
-            self._aors_of_user.setdefault(_user_of(aor), set()).add(aor)
+            if not previous:  # a refresh's AOR is indexed already
+                self._aors_of_user.setdefault(_user_of(aor), set()).add(aor)
         elif previous:
             self._forget_aor(aor)
         for binding in updated:

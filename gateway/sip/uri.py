@@ -19,6 +19,9 @@ SIP_SCHEMES = frozenset({"sip", "sips"})
 SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = "-_.!~*'()"
+_AOR_USER_SAFE = _UNRESERVED + "&=+$,;?/"
+# A user part made only of characters `aor` leaves as they are: the usual case.
+_PLAIN_USER_RE = re.compile(f"[A-Za-z0-9{re.escape(_AOR_USER_SAFE)}]*")
 _USER_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
 _PASSWORD_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*")
 _PARAM_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+")
@@ -161,12 +164,13 @@ class SipUri:
         scheme = "sip" if self.scheme == "sips" else self.scheme
         user = ""
         if self.user is not None:
-            user = (
-                _pct_quote(
-                    unescape(self.user), safe=_UNRESERVED + "&=+$,;?/", errors="surrogateescape"
+            if _PLAIN_USER_RE.fullmatch(self.user) is not None:
+                user = self.user + "@"
+            else:
+                user = (
+                    _pct_quote(unescape(self.user), safe=_AOR_USER_SAFE, errors="surrogateescape")
+                    + "@"
                 )
-                + "@"
-            )
         return f"{scheme}:{user}{self.host.lower()}"
 
 

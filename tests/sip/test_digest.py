@@ -590,3 +590,23 @@ def test_quoted_values_keep_commas_and_escaped_quotes() -> None:
     credentials = parse_credentials("Digest " + _GOOD.replace('"a"', r'"a, \"b\" \\ c"'))
     assert credentials.username == 'a, "b" \\ c'
     assert credentials.realm == "r"
+
+
+def test_a_reused_nonce_skips_the_mac_only_from_the_source_that_proved_it() -> None:
+    """Refreshes reuse the nonce (nc 2, 3, ...): the MAC was checked for its first use,
+    from that source. Another source presenting it must pass the MAC, bound to the
+    first source, and fail (a copied nonce does not travel)."""
+    accounts = Accounts({"alice": "secret"}, (MD5,))
+    auth = make_authenticator(algorithms=(MD5,))
+    challenge = authenticate(auth, None, accounts, source="192.0.2.1")
+    assert isinstance(challenge, Challenge)
+    header = challenge.headers[0]
+    first = authenticate(
+        auth, sipp_authorization(header, "alice", "secret"), accounts, source="192.0.2.1"
+    )
+    assert isinstance(first, Authenticated)
+    again = sipp_authorization(header, "alice", "secret", nc=2)
+    elsewhere = authenticate(auth, again, accounts, source="192.0.2.2")
+    assert isinstance(elsewhere, Challenge) and not elsewhere.stale
+    refreshed = authenticate(auth, again, accounts, source="192.0.2.1")
+    assert isinstance(refreshed, Authenticated)
