@@ -183,7 +183,11 @@ def sipp(
     watch = DropWatch()
     started = time.monotonic()
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir
+        [*_pinned("peers"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=workdir,
     )
     stdout, _stderr = proc.communicate()
     wall = time.monotonic() - started
@@ -231,6 +235,16 @@ def failure_reasons(stat_csv: Path) -> str:
     return "; ".join(parts)
 
 
+PINNING: dict[str, set[int]] = {}
+"""--pin: CPUs for "daemon" and "peers" (SIPp, the echo UAS), empty when not pinned."""
+
+
+def _pinned(role: str) -> list[str]:
+    """A command prefix keeping a child (and every thread it starts) on its role's CPUs."""
+    cpus = PINNING.get(role)
+    return ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
+
+
 WATCHED_PIDS: dict[int, str] = {}
 """Long-lived processes by pid, named in drop reports (daemon, UAS)."""
 
@@ -242,6 +256,7 @@ def sipp_uas(scenario: str, workdir: Path) -> Iterator[int]:
     workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [
+            *_pinned("peers"),
             shutil.which("sipp") or "sipp",
             *("-sf", str(SCENARIOS / scenario), "-t", "u1", "-i", "127.0.0.1"),
             *("-p", str(port), "-nostdin", "-buff_size", str(SIPP_BUFFER)),
@@ -262,7 +277,9 @@ def sipp_uas(scenario: str, workdir: Path) -> Iterator[int]:
 def echo_uas() -> Iterator[int]:
     """The Python echo UAS (`--echo-uas`) in a subprocess; yields its port."""
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--echo-uas"], stdout=subprocess.PIPE, text=True
+        [*_pinned("peers"), sys.executable, __file__, "--echo-uas"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
@@ -393,7 +410,7 @@ allow = ["{TRUNK_IP}/32"]
     )
     log = (workdir / "daemon.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "--config", str(config)],
+        [*_pinned("daemon"), sys.executable, "-m", "gateway", "run", "--config", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -451,6 +468,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+STEPS = ("register", "forward", "latency", "invite", "parser", "inprocess")
+
 # (label, UAC scenario, baseline UAS scenario, authenticated REGISTERs per SIPp call)
 REGISTER_STEPS = (
     ("fresh challenge each", "register.xml", "register_uas.xml", 1),
@@ -502,7 +521,14 @@ def main() -> None:
     )
     parser.add_argument("--latency-count", type=int, default=3000, help="OPTIONS per latency run")
     parser.add_argument(
-        "--register-only", action="store_true", help="only step (1), authenticated REGISTER/s"
+        "--pin",
+        action="store_true",
+        help="keep the daemon on CPU 0 and SIPp / the echo UAS on the others (all steps)",
+    )
+    parser.add_argument(
+        "--steps",
+        default=",".join(STEPS),
+        help=f"which steps to run, of {','.join(STEPS)} (default: all)",
     )
     parser.add_argument("--echo-uas", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -510,15 +536,24 @@ def main() -> None:
         run_echo_uas()
         return
     rates = [float(r) for r in args.rates.split(",")]
+    steps = set(args.steps.split(","))
+    if steps - set(STEPS):
+        parser.error(f"unknown steps {sorted(steps - set(STEPS))}; choose from {STEPS}")
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        PINNING.update(daemon={cpus[0]}, peers=set(cpus[1:]) or {cpus[0]})
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.seconds:.0f}s per step")
 
     with tempfile.TemporaryDirectory(prefix="sip-edge-bench-") as tmp:
         work = Path(tmp)
         users = users_csv(work / "users.csv")
 
-        print("\n(1) authenticated REGISTER/s, highest rate of 200s to credentials with 0 failures")
         register_uas = {}
-        for label, scenario, uas_scenario, per_call in REGISTER_STEPS:
+        for label, scenario, uas_scenario, per_call in (
+            REGISTER_STEPS if "register" in steps else ()
+        ):
+            if not register_uas:
+                print("\n(1) authenticated REGISTER/s, highest rate of 200s to credentials")
             with sipp_uas(uas_scenario, work / f"{scenario}-uas") as uas_port:
                 register_uas[scenario] = highest_clean_rate(
                     lambda r, s=scenario, n=per_call, p=uas_port: register_step(
@@ -531,7 +566,7 @@ def main() -> None:
             echo_uas() as uas_port,
             daemon(work / "d1", uas_port) as edge,
         ):
-            for label, scenario, _uas, per_call in REGISTER_STEPS:
+            for label, scenario, _uas, per_call in REGISTER_STEPS if "register" in steps else ():
                 edge_best, _ = highest_clean_rate(
                     lambda r, s=scenario, n=per_call: register_step(
                         s, n, f"127.0.0.1:{edge.port}", work, r, args.seconds, users, edge.proc.pid
@@ -543,12 +578,10 @@ def main() -> None:
                     f"auth'd REGISTER/s, {label}: edge {edge_best:,.0f}  |  "
                     f"baseline SIPp->SIPp {register_uas[scenario]:,.0f}"
                 )
-            if args.register_only:
-                return
-
-            print(f"\n(2) forwarded requests at {args.forward_rate:.0f}/s from a trunk address")
             calls = int(args.forward_rate * args.seconds)
-            for label, uac in (("OPTIONS (rtd: OPTIONS..200)", "options_forward.xml"),):
+            forwarded = (("OPTIONS (rtd: OPTIONS..200)", "options_forward.xml"),)
+            for label, uac in forwarded if "forward" in steps else ():
+                print(f"\n(2) forwarded requests at {args.forward_rate:.0f}/s from a trunk address")
                 direct = sipp(
                     uac,
                     f"127.0.0.1:{uas_port}",
@@ -571,53 +604,65 @@ def main() -> None:
                 cpu = (cpu_seconds(edge.proc.pid) - before) / through.wall
                 report_forwarding(label, direct, through, cpu)
 
-            print(
-                f"\n(3) added latency, Python UDP client, OPTIONS one at a time at "
-                f"{args.latency_rate:.0f}/s from a trunk address to a Python echo UAS"
-            )
-            report_latency(
-                options_latency(
+            if "latency" in steps:
+                print(
+                    f"\n(3) added latency, Python UDP client, OPTIONS one at a time at "
+                    f"{args.latency_rate:.0f}/s from a trunk address to a Python echo UAS"
+                )
+                direct_rtts = options_latency(
                     ("127.0.0.1", uas_port), TRUNK_IP, args.latency_count, args.latency_rate
-                ),
-                options_latency(
+                )
+                before = cpu_seconds(edge.proc.pid)
+                edge_rtts = options_latency(
                     ("127.0.0.1", edge.port), TRUNK_IP, args.latency_count, args.latency_rate
-                ),
-            )
+                )
+                spent = cpu_seconds(edge.proc.pid) - before
+                report_latency(direct_rtts, edge_rtts)
+                print(
+                    f"    daemon CPU per OPTIONS and its 200 forwarded: "
+                    f"{spent / max(len(edge_rtts[0]), 1) * 1e6:,.0f} us"
+                )
+        if "invite" in steps:
+            invite_calls(work, calls, args.forward_rate)
+    if "parser" in steps:
+        print("\n(4) parser, msgs/s on one core (fastest of 200-message batches over 1 s each)")
+        parser_rates()
+    if "inprocess" in steps:
+        print("\n(5) REGISTER pair (401 + 200) handled in-process, no sockets (sip_register_path)")
+        per_pair, base_pair = register_pair_cost(2000, 20)
+        print(
+            f"  edge {per_pair:.1f} us CPU per pair ({1e6 / per_pair:,.0f} pairs/s on one core "
+            f"before socket I/O)  |  baseline bare split of both messages {base_pair:.1f} us"
+        )
 
-        with (
-            sipp_uas("uas_call.xml", work / "call-uas") as uas_port,
-            daemon(work / "d2", uas_port) as edge,
-        ):
-            direct = sipp(
-                "uac_call.xml",
-                f"127.0.0.1:{uas_port}",
-                work,
-                calls=calls,
-                rate_per_s=args.forward_rate,
-                local_ip=TRUNK_IP,
-                extra=("-s", "callee"),
-            )
-            before = cpu_seconds(edge.proc.pid)
-            through = sipp(
-                "uac_call.xml",
-                f"127.0.0.1:{edge.port}",
-                work,
-                calls=calls,
-                rate_per_s=args.forward_rate,
-                local_ip=TRUNK_IP,
-                extra=("-s", "callee"),
-            )
-            cpu = (cpu_seconds(edge.proc.pid) - before) / through.wall
-            report_forwarding("INVITE call (INVITE..200 rtd)", direct, through, cpu)
 
-    print("\n(4) parser, msgs/s on one core (fastest of 200-message batches over 1 s each)")
-    parser_rates()
-    print("\n(5) REGISTER pair (401 + 200) handled in-process, no sockets (sip_register_path)")
-    per_pair, base_pair = register_pair_cost(2000, 20)
-    print(
-        f"  edge {per_pair:.1f} us CPU per pair ({1e6 / per_pair:,.0f} pairs/s on one core "
-        f"before socket I/O)  |  baseline bare split of both messages {base_pair:.1f} us"
-    )
+def invite_calls(work: Path, calls: int, rate: float) -> None:
+    """Forwarded INVITE calls: SIPp UAC -> edge -> SIPp UAS, next to UAC -> UAS directly."""
+    with (
+        sipp_uas("uas_call.xml", work / "call-uas") as uas_port,
+        daemon(work / "d2", uas_port) as edge,
+    ):
+        direct = sipp(
+            "uac_call.xml",
+            f"127.0.0.1:{uas_port}",
+            work,
+            calls=calls,
+            rate_per_s=rate,
+            local_ip=TRUNK_IP,
+            extra=("-s", "callee"),
+        )
+        before = cpu_seconds(edge.proc.pid)
+        through = sipp(
+            "uac_call.xml",
+            f"127.0.0.1:{edge.port}",
+            work,
+            calls=calls,
+            rate_per_s=rate,
+            local_ip=TRUNK_IP,
+            extra=("-s", "callee"),
+        )
+        cpu = (cpu_seconds(edge.proc.pid) - before) / through.wall
+        report_forwarding("INVITE call (INVITE..200 rtd)", direct, through, cpu)
 
 
 def best_rate(run: Callable[[], object], seconds: float, batch: int = 200) -> float:

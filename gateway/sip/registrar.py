@@ -101,6 +101,8 @@ class ContactSpec:
     @classmethod
     def from_params(cls, uri: str, params: Mapping[str, str | None]) -> ContactSpec:
         """Build from the contact's header parameters, validating q/expires/reg-id."""
+        if not params:  # the usual Contact: a bare <uri>
+            return cls(uri, {})
         lowered = {name.lower(): value for name, value in params.items()}
         q_text = lowered.get("q")
         expires_text = lowered.get("expires")
