@@ -55,7 +55,23 @@ def _check_version(version: str) -> None:
         raise SipParseError(VERSION_NOT_SUPPORTED, "Version Not Supported", detail=version)
 
 
+_CHECKED_URIS: dict[tuple[str, frozenset[str]], None] = {}
+"""Request-URIs that passed `_check_request_uri`, by allowed schemes: most requests
+repeat a few (a registrar domain, a trunk's numbers). Cleared when full."""
+_MAX_CHECKED_URIS = 4096
+
+
 def _check_request_uri(uri: str, limits: ParseLimits) -> None:
+    key = (uri, limits.uri_schemes)
+    if key in _CHECKED_URIS:
+        return
+    _check_new_request_uri(uri, limits)
+    if len(_CHECKED_URIS) >= _MAX_CHECKED_URIS:
+        _CHECKED_URIS.clear()
+    _CHECKED_URIS[key] = None
+
+
+def _check_new_request_uri(uri: str, limits: ParseLimits) -> None:
     if looks_like_sip_uri(uri):  # the usual case; its alphabet is within _URI_CHARS_RE
         scheme = uri[: uri.index(":")].lower()
         if "?" in uri[uri.rfind("@") + 1 :]:  # §19.1.1: no headers here (RFC 4475 escruri)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.sip import parser
 from gateway.sip.address import ViaHeader, parse_name_addr, parse_via
 from gateway.sip.errors import SipParseError
 from gateway.sip.headers import Headers
@@ -238,3 +241,16 @@ def test_memoised_addresses_are_per_value_and_errors_are_not_memoised() -> None:
     long_value = f"<sip:{'a' * 300}@example.com>"  # beyond MEMO_MAX_CHARS: parsed each time
     assert parse_name_addr(long_value, "To") is not parse_name_addr(long_value, "To")
     assert parse_name_addr(long_value, "To").uri == long_value[1:-1]
+
+
+def test_checked_request_uris_are_remembered_within_a_bound_and_per_scheme_set() -> None:
+    parser._CHECKED_URIS.clear()
+    for n in range(parser._MAX_CHECKED_URIS + 10):
+        parser._check_request_uri(f"sip:{n}@example.test", ParseLimits())
+    assert 0 < len(parser._CHECKED_URIS) <= parser._MAX_CHECKED_URIS
+    # Accepted under the default schemes does not mean accepted where tel is not allowed.
+    parser._check_request_uri("tel:+15551234567", ParseLimits())
+    sip_only = replace(ParseLimits(), uri_schemes=frozenset({"sip", "sips"}))
+    with pytest.raises(SipParseError) as raised:
+        parser._check_request_uri("tel:+15551234567", sip_only)
+    assert raised.value.status == 416
