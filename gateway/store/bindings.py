@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sqlalchemy import and_, bindparam, delete, select
+from sqlalchemy import Insert, and_, bindparam, delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.sip.registrar import Binding
 from gateway.store.database import Store
@@ -43,6 +45,20 @@ _DELETE_BY_KEY = delete(sip_bindings).where(
     )
 )
 
+
+def _upsert_for(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT (aor, binding_key) DO UPDATE in the store's dialect."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(sip_bindings)
+    keys = {column.name for column in sip_bindings.primary_key.columns}
+    return statement.on_conflict_do_update(
+        index_elements=sorted(keys),
+        set_={
+            c.name: statement.excluded[c.name] for c in sip_bindings.columns if c.name not in keys
+        },
+    )
+
+
 BATCH_DELAY = 0.25
 """Seconds changes may wait to be written together (see `WriteBehind`)."""
 
@@ -52,23 +68,24 @@ class BindingStore:
 
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
+        self._upsert = _upsert_for(store.engine.dialect.name)
 
     async def apply(self, updated: Iterable[Binding], removed: Iterable[Binding]) -> None:
         """Upsert `updated`, delete `removed`, in one transaction (one entry per binding).
 
-        Two statements whatever the batch size, each run as one executemany:
-        delete every touched key, then insert the live ones. Portable across
-        SQLite and PostgreSQL, where a dialect upsert would not be.
+        At most two statements whatever the batch size, each run as one
+        executemany: delete the removed keys, upsert the live ones (`ON CONFLICT
+        (aor, binding_key) DO UPDATE`, which SQLite and PostgreSQL both have; one
+        statement per refresh instead of a delete and an insert halves the cost).
         """
         changed = list(updated)
         gone = list(removed)
-        if not changed and not gone:
-            return
-        keys = [{"k_aor": b.aor, "k_key": binding_key(b)} for b in (*changed, *gone)]
         async with self._engine.begin() as conn:
-            await conn.execute(_DELETE_BY_KEY, keys)
+            if gone:
+                keys = [{"k_aor": b.aor, "k_key": binding_key(b)} for b in gone]
+                await conn.execute(_DELETE_BY_KEY, keys)
             if changed:
-                await conn.execute(sip_bindings.insert(), [_row(b) for b in changed])
+                await conn.execute(self._upsert, [_row(b) for b in changed])
 
     async def load(self, now: float) -> list[Binding]:
         """Every binding still valid at `now` (wall clock); expired rows are deleted."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import text
@@ -88,3 +89,22 @@ def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
             await store.close()
 
     assert asyncio.run(mode()) == "wal"
+
+
+async def test_a_refreshed_binding_replaces_its_row(
+    store_config: StoreConfig, tmp_path: Path
+) -> None:
+    store = await Store.open(store_config, tmp_path)
+    try:
+        bindings = BindingStore(store)
+        async with store.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM sip_bindings"))
+        first = _binding("sip:alice@192.0.2.1", 2000.0)
+        await bindings.apply([first], [])
+        refreshed = replace(first, expires_at=3000.0, cseq=2, user_agent="phone/2")
+        other = _binding("sip:alice@192.0.2.9", 2500.0, instance_id="<urn:uuid:2>")
+        await bindings.apply([refreshed, other], [])
+        loaded = await bindings.load(now=1000.0)
+        assert sorted(loaded, key=lambda b: b.contact_uri) == [refreshed, other]
+    finally:
+        await store.close()
