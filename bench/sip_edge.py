@@ -582,27 +582,7 @@ def main() -> None:
             forwarded = (("OPTIONS (rtd: OPTIONS..200)", "options_forward.xml"),)
             for label, uac in forwarded if "forward" in steps else ():
                 print(f"\n(2) forwarded requests at {args.forward_rate:.0f}/s from a trunk address")
-                direct = sipp(
-                    uac,
-                    f"127.0.0.1:{uas_port}",
-                    work,
-                    calls=calls,
-                    rate_per_s=args.forward_rate,
-                    local_ip=TRUNK_IP,
-                    extra=("-s", "callee"),
-                )
-                before = cpu_seconds(edge.proc.pid)
-                through = sipp(
-                    uac,
-                    f"127.0.0.1:{edge.port}",
-                    work,
-                    calls=calls,
-                    rate_per_s=args.forward_rate,
-                    local_ip=TRUNK_IP,
-                    extra=("-s", "callee"),
-                )
-                cpu = (cpu_seconds(edge.proc.pid) - before) / through.wall
-                report_forwarding(label, direct, through, cpu)
+                forwarding(label, uac, uas_port, edge, work, calls, args.forward_rate)
 
             if "latency" in steps:
                 print(
@@ -646,27 +626,29 @@ def invite_calls(work: Path, calls: int, rate: float) -> None:
         sipp_uas("uas_call.xml", work / "call-uas") as uas_port,
         daemon(work / "d2", uas_port) as edge,
     ):
-        direct = sipp(
-            "uac_call.xml",
-            f"127.0.0.1:{uas_port}",
-            work,
-            calls=calls,
-            rate_per_s=rate,
-            local_ip=TRUNK_IP,
-            extra=("-s", "callee"),
-        )
+        label = "INVITE call (INVITE..200 rtd)"
+        forwarding(label, "uac_call.xml", uas_port, edge, work, calls, rate)
+
+
+def forwarding(
+    label: str, uac: str, uas_port: int, edge: Daemon, work: Path, calls: int, rate: float
+) -> None:
+    """`uac` from a trunk address straight to the UAS, then through the edge; both reported."""
+    runs = []
+    for port in (uas_port, edge.port):
         before = cpu_seconds(edge.proc.pid)
-        through = sipp(
-            "uac_call.xml",
-            f"127.0.0.1:{edge.port}",
+        run = sipp(
+            uac,
+            f"127.0.0.1:{port}",
             work,
             calls=calls,
             rate_per_s=rate,
             local_ip=TRUNK_IP,
             extra=("-s", "callee"),
         )
-        cpu = (cpu_seconds(edge.proc.pid) - before) / through.wall
-        report_forwarding("INVITE call (INVITE..200 rtd)", direct, through, cpu)
+        runs.append((run, (cpu_seconds(edge.proc.pid) - before) / run.wall))
+    (direct, _), (through, cpu) = runs
+    report_forwarding(label, direct, through, cpu)
 
 
 def best_rate(run: Callable[[], object], seconds: float, batch: int = 200) -> float:
