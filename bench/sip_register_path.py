@@ -12,16 +12,24 @@ least any Python edge has to do per message.
 Run: python bench/sip_register_path.py [--pairs 2000] [--batches 20] [--profile FILE]
 (`--profile` writes a cProfile dump of one extra pass; read it with pstats.)
 
-Instructions per pair, which a shared machine cannot blur: `--plain N` only
-handles N pairs after the warm-up, `--client-only` does the harness's own
-part of them; under `valgrind --tool=callgrind` the edge's instructions per
-pair are (Ir(--plain N) - Ir(--plain 0) - (Ir(--plain N --client-only) - Ir(--plain 0))) / N.
+Instructions per message, which a shared machine cannot blur:
+`--instructions KIND N` builds N datagrams of one kind (`challenge`: no
+credentials, answered 401; `first`: credentials with a nonce's first use;
+`refresh`: the nonce reused, nc 2, 3, ...), then hands them to the edge
+inside `functools.reduce`, the only region callgrind collects with
+
+    valgrind --tool=callgrind --toggle-collect=functools_reduce \
+        .venv/bin/python bench/sip_register_path.py --instructions refresh 1000
+
+Ir (the `totals:` line of the callgrind.out file) / N is the edge's
+instructions per message of that kind.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import hashlib
 import re
 import sys
@@ -164,14 +172,37 @@ def run_refreshes(endpoint: UdpEndpoint, wire: _Wire, start: int, calls: int) ->
     return total
 
 
-def client_side(pairs: int) -> None:
-    """What `run_pairs` does besides calling the edge: build datagrams, answer challenges."""
-    challenge = b'WWW-Authenticate: Digest nonce="' + b"n" * 43 + b'"'
-    for n in range(10**6, 10**6 + pairs):
-        _register(n, 1)
-        match = _NONCE.search(challenge)
-        assert match is not None
-        _register(n, 2, _authorization(n, match.group(1).decode()))
+def instructions_run(kind: str, count: int) -> None:
+    """`count` datagrams of `kind`, built first, then handled inside functools.reduce
+    (see the module note: callgrind collects only there)."""
+    _edge_obj, endpoint, wire = _edge()
+    run_pairs(endpoint, wire, 0, 400)
+    start = 10**6
+    if kind == "challenge":
+        datagrams = [_register(n, 1) for n in range(start, start + count)]
+    else:
+        per_nonce = 1 if kind == "first" else REFRESHES
+        nonces = {}
+        for n in range(start, start + max(1, count // per_nonce)):
+            answer, _spent = _exchange(endpoint, wire, _register(n, 1), b"401")
+            match = _NONCE.search(answer)
+            assert match is not None
+            nonces[n] = match.group(1).decode()
+        counts = range(1, 2) if kind == "first" else range(2, 2 + per_nonce)
+        datagrams = [
+            _register(n, 1 + nc, _authorization(n, nonce, nc))
+            for nc in counts
+            for n, nonce in nonces.items()
+        ]
+        if kind == "refresh":  # nc 1 first, outside the counted region
+            for n, nonce in nonces.items():
+                _exchange(endpoint, wire, _register(n, 2, _authorization(n, nonce, 1)), b"200")
+    expected = b"SIP/2.0 401 " if kind == "challenge" else b"SIP/2.0 200 "
+    receive = endpoint.datagram_received
+    wire.sent.clear()
+    functools.reduce(lambda _, datagram: receive(datagram, CLIENT), datagrams, None)
+    if len(wire.sent) != len(datagrams) or not all(a.startswith(expected) for a in wire.sent):
+        raise RuntimeError(f"expected {len(datagrams)} x {expected!r}")
 
 
 def baseline_ns(pairs: int) -> int:
@@ -210,16 +241,18 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000, help="REGISTER pairs per batch")
     parser.add_argument("--batches", type=int, default=20, help="the fastest batch counts")
     parser.add_argument("--profile", type=Path, help="write a cProfile dump of one more batch")
-    parser.add_argument("--plain", type=int, help="only handle this many pairs (for callgrind)")
-    parser.add_argument("--client-only", action="store_true", help="with --plain: no edge")
+    parser.add_argument(
+        "--instructions",
+        nargs=2,
+        metavar=("KIND", "N"),
+        help="challenge|first|refresh and a count: only handle those (for callgrind)",
+    )
     args = parser.parse_args()
-    if args.plain is not None:
-        _edge_obj, endpoint, wire = _edge()
-        run_pairs(endpoint, wire, 0, 400)
-        if args.client_only:
-            client_side(args.plain)
-        else:
-            run_pairs(endpoint, wire, 10**6, args.plain)
+    if args.instructions is not None:
+        kind, count = args.instructions
+        if kind not in ("challenge", "first", "refresh"):
+            parser.error("KIND is challenge, first or refresh")
+        instructions_run(kind, int(count))
         return
     per_pair, per_refresh, base_pair = measure(args.pairs, args.batches)
     print(
