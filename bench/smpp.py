@@ -9,7 +9,8 @@ with whatever is measured), in this order:
     DLR URL to the same simulator, first submit to last DLR;
 (c) `SmsService` end to end with SQLite (WAL), receipts on (bench/sms_service.py
     `service_run`): accepted (committed) -> submit_sm_resp -> receipt stored
-    and acknowledged, and the receipt phase alone as DLR/s;
+    and acknowledged, and the receipt phase alone as DLR/s; from here on the
+    process runs with the garbage collector settled as `callgate run` does;
 (d) zero loss across a restart: tests/smpp/sms_runner.py in a subprocess is
     killed with SIGKILL after --kill-after accepted messages, a new service on
     the same store finishes the job; every accepted message must end delivered.

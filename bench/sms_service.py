@@ -10,7 +10,10 @@ a temporary directory, receipts on --
 - end to end: the same until every message is final from its receipt
   (receipt stored before deliver_sm_resp); receipts/s is the receipt phase alone.
 
-Runs on uvloop, the loop the daemon runs on.
+Runs on uvloop, the loop the daemon runs on, and with the garbage collector
+settled once the service is started, as `callgate run` does after start-up
+(`gateway.collector`, `[daemon] gc_thresholds`); from then on for the whole
+process. `bench/sms_revisions.py --collector` compares that with Python's defaults.
 
     .venv/bin/python bench/sms_service.py [--messages 20000] [--window 100]
 """
@@ -39,7 +42,8 @@ from smpp_client import (  # type: ignore[import-not-found]
     smsc_client_rate,
 )
 
-from gateway.config.models import StoreConfig
+from gateway.collector import settle_collector
+from gateway.config.models import DaemonConfig, StoreConfig
 from gateway.config.secrets import SecretRef
 from gateway.store.database import Store
 from smpp.client import SmscClient
@@ -118,7 +122,9 @@ class TimedService(SmsService):
         return await super().on_deliver(smsc, event)
 
 
-async def service_run(sim: SmscSimulator, messages: int, window: int) -> dict[str, float]:
+async def service_run(
+    sim: SmscSimulator, messages: int, window: int, *, settle: bool = True
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="sms-bench-") as data_dir:
         store = await Store.open(StoreConfig(), Path(data_dir))
         smsc = SmscConfig(
@@ -137,6 +143,8 @@ async def service_run(sim: SmscSimulator, messages: int, window: int) -> dict[st
         service.all_answered = asyncio.Event()
         await service.start()
         await asyncio.wait_for(service.clients["bench"].wait_bound(), 10)
+        if settle:  # as `callgate run` does after start-up
+            settle_collector(DaemonConfig().gc_thresholds)
         ids: list[str] = []
         started = time.perf_counter()
 

@@ -22,6 +22,7 @@ from gateway.calls.transfer import transfer_permission
 from gateway.calls.trunk_accounts import RegistrationReporter, edge_route, trunk_accounts
 from gateway.calls.trunk_health import TrunkHealth
 from gateway.calls.trunk_probe import TrunkProber
+from gateway.collector import settle_collector
 from gateway.config.loader import ConfigError, load_config
 from gateway.config.models import CallgateConfig
 from gateway.config.secrets import SecretUnavailableError
@@ -158,6 +159,9 @@ class Daemon:
             # Whatever stopped start-up, stop the engine and close the store.
             await self._shutdown()
             raise
+        thresholds = self.config.daemon.gc_thresholds
+        frozen = settle_collector(thresholds)
+        _log.info("collector_settled", thresholds=list(thresholds), frozen_objects=frozen)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)

@@ -7,6 +7,7 @@ from gateway.config.models import CallgateConfig
 # Sockets, threads and connections are opened once; changing these needs a restart.
 RESTART_ONLY: tuple[tuple[str, str | None], ...] = (
     ("node", None),
+    ("daemon", "gc_thresholds"),  # set once start-up is done
     ("media", None),
     ("store", None),
     ("http", None),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import random
 import ssl
 import time
@@ -159,7 +158,9 @@ class SmscClient:
         self._bound = asyncio.Event()
         self._closing = asyncio.Event()
         self._events: asyncio.Queue[tuple[SmppSession, Event]] = asyncio.Queue()
-        self._deferred_acks: set[asyncio.Future[int]] = set()
+        self._deferred_acks: dict[asyncio.Future[int], list[tuple[SmppSession, int]]] = {}
+        """Answer future -> the deliver_sm (session, sequence) it answers: a handler
+        may answer every deliver_sm of one group commit with one future."""
         self._run_task: asyncio.Task[None] | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
 
@@ -433,10 +434,11 @@ class SmscClient:
             if isinstance(event, DeliverSm):
                 answer = await self._call_on_deliver(event)
                 if isinstance(answer, asyncio.Future):
-                    self._deferred_acks.add(answer)
-                    answer.add_done_callback(
-                        functools.partial(self._deferred_ack, session, event.sequence)
-                    )
+                    waiting = self._deferred_acks.get(answer)
+                    if waiting is None:
+                        waiting = self._deferred_acks[answer] = []
+                        answer.add_done_callback(self._deferred_ack)
+                    waiting.append((session, event.sequence))
                 else:
                     session.ack_deliver(event.sequence, answer)
                     self._pump(session)
@@ -465,24 +467,22 @@ class SmscClient:
             self.stats.handler_errors += 1
             _log.exception("smsc_handler_failed", smsc=smsc, smpp_event=type(event).__name__)
 
-    def _deferred_ack(
-        self, session: SmppSession, sequence: int, answer: asyncio.Future[int]
-    ) -> None:
-        self._deferred_acks.discard(answer)
+    def _deferred_ack(self, answer: asyncio.Future[int]) -> None:
+        waiting = self._deferred_acks.pop(answer, [])
         if answer.cancelled() or answer.exception() is not None:
             self.stats.handler_errors += 1
             _log.error(
                 "smsc_deliver_handler_failed",
                 smsc=self.name,
-                seq=sequence,
+                seqs=[sequence for _, sequence in waiting],
                 error=repr(None if answer.cancelled() else answer.exception()),
             )
             status = int(HANDLER_FAILURE_STATUS)
         else:
             status = int(answer.result())
-        session.ack_deliver(sequence, status)
-        if self._session is session:
-            self._schedule_pump()  # one write for the acks of a whole commit
+        for session, sequence in waiting:
+            session.ack_deliver(sequence, status)
+        self._schedule_pump()  # one write for the acks of a whole commit
 
     async def _call_on_deliver(self, event: DeliverSm) -> int | asyncio.Future[int]:
         try:

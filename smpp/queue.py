@@ -305,7 +305,6 @@ def parse_receipt(params: Mapping[str, ParamValue]) -> DeliveryReceipt:
 
 # ---------------------------------------------------------------------- message ids
 
-_DECIMAL: Final = re.compile(r"^[0-9]+$")
 _HEX: Final = re.compile(r"^(?:0[xX])?([0-9a-fA-F]+)$")
 MAX_ID_DIGITS: Final = 64
 
@@ -322,7 +321,8 @@ def canonical_ids(message_id: str) -> tuple[str | None, str | None]:
     text = message_id.strip()
     if not text or len(text) > MAX_ID_DIGITS:
         return None, None
-    decimal = str(int(text, 10)) if _DECIMAL.match(text) else None
+    # ASCII digits without leading zeros are their own decimal text (no int()).
+    decimal = (text.lstrip("0") or "0") if text.isascii() and text.isdigit() else None
     found = _HEX.match(text)
     hexadecimal = str(int(found.group(1), 16)) if found else None
     return decimal, hexadecimal
@@ -333,10 +333,8 @@ SegmentKey = tuple[str, int]
 _IndexKey = tuple[str, str, str]  # (smsc, kind: x exact | d decimal | h hex, value)
 
 
-def _id_keys(
-    smsc: str, message_id: str, ids: tuple[str | None, str | None] | None = None
-) -> list[_IndexKey]:
-    decimal, hexadecimal = canonical_ids(message_id) if ids is None else ids
+def _id_keys(smsc: str, message_id: str) -> list[_IndexKey]:
+    decimal, hexadecimal = canonical_ids(message_id)
     keys: list[_IndexKey] = [(smsc, "x", message_id)]
     if decimal is not None:
         keys.append((smsc, "d", decimal))
@@ -371,7 +369,9 @@ class ReceiptIndex:
     """
 
     def __init__(self) -> None:
-        self._keys: dict[_IndexKey, set[SegmentKey]] = {}
+        self._keys: dict[_IndexKey, SegmentKey | set[SegmentKey]] = {}
+        """A key's one value, or the set of several (never fewer than two): nearly
+        every key has one, and a set per key would cost three per segment."""
         self._by_value: dict[SegmentKey, list[_IndexKey]] = {}
 
     def __len__(self) -> int:
@@ -380,39 +380,47 @@ class ReceiptIndex:
     def __contains__(self, value: SegmentKey) -> bool:
         return value in self._by_value
 
-    def add(
-        self,
-        smsc: str,
-        message_id: str,
-        value: SegmentKey,
-        ids: tuple[str | None, str | None] | None = None,
-    ) -> None:
-        """`ids`: `canonical_ids(message_id)` if the caller has them already."""
-        keys = _id_keys(smsc, message_id, ids)
+    def add(self, smsc: str, message_id: str, value: SegmentKey) -> None:
+        keys = _id_keys(smsc, message_id)
         self._by_value[value] = keys
+        index = self._keys
         for key in keys:
-            self._keys.setdefault(key, set()).add(value)
+            held = index.get(key)
+            if held is None:
+                index[key] = value
+            elif isinstance(held, set):
+                held.add(value)
+            elif held != value:
+                index[key] = {held, value}
 
     def remove(self, value: SegmentKey) -> None:
+        index = self._keys
         for key in self._by_value.pop(value, ()):
-            bucket = self._keys.get(key)
-            if bucket is not None:
-                bucket.discard(value)
-                if not bucket:
-                    del self._keys[key]
+            held = index.get(key)
+            if isinstance(held, set):
+                held.discard(value)
+                if len(held) == 1:
+                    index[key] = held.pop()
+            elif held == value:
+                del index[key]
 
     def find(self, smsc: str, message_id: str) -> SegmentKey | None:
-        if not self._keys:
+        index = self._keys
+        if not index:
             return None
-        exact = self._keys.get((smsc, "x", message_id))
-        if exact:  # the first tier, without reading the id as numbers
-            return next(iter(exact)) if len(exact) == 1 else None
+        exact = index.get((smsc, "x", message_id))
+        if exact is not None:  # the first tier, without reading the id as numbers
+            return None if isinstance(exact, set) else exact
         for tier in _numeric_tiers(smsc, message_id):
             found: set[SegmentKey] = set()
             for key in tier:
-                found |= self._keys.get(key, set())
+                held = index.get(key)
+                if isinstance(held, set):
+                    found |= held
+                elif held is not None:
+                    found.add(held)
             if len(found) == 1:
-                return next(iter(found))
+                return found.pop()
             if found:
                 return None
         return None
@@ -649,8 +657,8 @@ class SmsQueue:
                     continue
             dispatches.append(self._dispatch(message, smsc, now))
             capacity[smsc] -= len(dispatches[-1].seqs)
-            if not any(free > 0 for free in capacity.values()):
-                break
+            if capacity[smsc] <= 0 and not any(free > 0 for free in capacity.values()):
+                break  # only this SMSC's capacity changed: look at the others only then
         ready.extendleft(reversed(kept))
         return dispatches
 
@@ -697,21 +705,17 @@ class SmsQueue:
         segment.status = SegmentStatus.ACCEPTED
         segment.smsc = smsc
         segment.smsc_message_id = smsc_message_id
-        ids = canonical_ids(smsc_message_id) if smsc_message_id else (None, None)
-        decimal, hexadecimal = ids
         self._segment_change(
             message.id,
             segment.seq,
             submit_status=SegmentStatus.ACCEPTED.value,
             smsc=smsc,
             smsc_message_id=smsc_message_id,
-            id_dec=decimal,
-            id_hex=hexadecimal,
             command_status=0,
             submitted_at=now,
         )
         if smsc_message_id:
-            self._index.add(smsc, smsc_message_id, key, ids)
+            self._index.add(smsc, smsc_message_id, key)
         if message.state in (M.QUEUED, M.SUBMITTING) and (
             len(message.segments) == 1
             or all(s.status is SegmentStatus.ACCEPTED for s in message.segments)
@@ -826,7 +830,12 @@ class SmsQueue:
             return ReceiptMatch(key, duplicate=True)  # same again, or after a final one
         segment.dlr_state = stat
         self._segment_change(
-            message.id, segment.seq, dlr_state=stat, dlr_error=receipt.error, dlr_at=now
+            message.id,
+            segment.seq,
+            dlr_state=stat,
+            dlr_error=receipt.error,
+            dlr_at=now,
+            dlr_raw=receipt.raw,
         )
         if message.state is M.SUBMITTED:
             self._settle(message, now)

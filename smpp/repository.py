@@ -148,17 +148,6 @@ class WriteBatch:
             + len(self.counters)
         )
 
-    def fold_updates_into_inserts(self) -> None:
-        """Updates to rows inserted in this batch become part of the insert."""
-        if not self.messages:
-            return
-        inserted = {row["id"]: row for row in self.messages}
-        for message_id in [m for m in self.message_updates if m in inserted]:
-            inserted[message_id].update(self.message_updates.pop(message_id))
-        segments = {(row["message_id"], row["seq"]): row for row in self.segments}
-        for key in [k for k in self.segment_updates if k in segments]:
-            segments[key].update(self.segment_updates.pop(key))
-
 
 def _grouped(updates: Mapping[Any, Row]) -> dict[tuple[str, ...], list[tuple[Any, Row]]]:
     groups: dict[tuple[str, ...], list[tuple[Any, Row]]] = {}
@@ -236,6 +225,8 @@ class SmsRepository:
             await self._apply(conn, batch)
 
     async def _apply(self, conn: AsyncConnection, batch: WriteBatch) -> None:
+        # Inserts first: an update of a row inserted by the same batch (none today:
+        # the queue takes a message only once its insert is committed) finds it.
         for table, rows in (
             (sms_messages, batch.messages),
             (sms_segments, batch.segments),
@@ -593,16 +584,19 @@ class SmsWriter:
         mo: Row | None = None,
         mo_deliveries: Sequence[Row] = (),
     ) -> asyncio.Future[None]:
-        """Queue a receipt or MO row; the future resolves once it is committed."""
+        """Queue a receipt or MO row (or none: wait for the queue's changes made so
+        far); the future resolves once they are committed. Every caller until the
+        writer takes the next batch gets the same future (one per commit, not per
+        row: the deliver_sm answers of a commit go out together anyway)."""
         if dlr_event is not None:
             self._next.dlr_events.append(dlr_event)
         if mo is not None:
             self._next.mo.append(mo)
             self._next.mo_deliveries.extend(mo_deliveries)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._durable.append(done)
+        if not self._durable:
+            self._durable.append(asyncio.get_running_loop().create_future())
         self._poke()
-        return done
+        return self._durable[0]
 
     async def flush(self) -> None:
         """Return once everything queued before this call is committed (or failed)."""
@@ -654,7 +648,6 @@ class SmsWriter:
             batch.segments.extend(item.segments)
             if item.counter is not None:
                 batch.counters[item.counter] = batch.counters.get(item.counter, 0) + 1
-        batch.fold_updates_into_inserts()
         try:
             await self._apply(batch)
         except IntegrityError:

@@ -1,8 +1,9 @@
 """The SMS queue's tables, on the store's shared `metadata`.
 
-Migration `0003_sms` creates them; keep both in step. Times are wall-clock
-epoch seconds (floats): the queue outlives processes, so a monotonic clock
-would not do, and floats keep the hot path free of datetime conversions.
+Migration `0003_sms` creates them and later ones (0006, 0007) change them;
+keep both in step. Times are wall-clock epoch seconds (floats): the queue
+outlives processes, so a monotonic clock would not do, and floats keep the hot
+path free of datetime conversions.
 """
 
 from __future__ import annotations
@@ -64,22 +65,19 @@ sms_segments = Table(
     Column("smsc", String(64), nullable=True),
     # message_id exactly as the SMSC returned it in submit_sm_resp.
     Column("smsc_message_id", String(65), nullable=True),
-    # Canonical forms for receipts that spell the id differently: the decimal
-    # text of int(id, 10) when the id is all decimal digits, and of int(id, 16)
-    # when it is all hex digits (an id like "1000000" has both).
-    Column("id_dec", String(80), nullable=True),
-    Column("id_hex", String(100), nullable=True),
     Column("command_status", Integer, nullable=True),
     Column("submitted_at", Float, nullable=True),
-    # Receipt stat (DELIVRD, UNDELIV, ...), its err: field and when it arrived.
+    # Receipt stat (DELIVRD, UNDELIV, ...), its err: field, when it arrived and
+    # (migration 0007) its short_message (or message_payload) as Latin-1 text.
     Column("dlr_state", String(16), nullable=True),
     Column("dlr_error", String(16), nullable=True),
     Column("dlr_at", Float, nullable=True),
+    Column("dlr_raw", Text, nullable=True),
     Index("ix_sms_segments_smsc_id", "smsc", "smsc_message_id"),
-    Index("ix_sms_segments_smsc_id_dec", "smsc", "id_dec"),
-    Index("ix_sms_segments_smsc_id_hex", "smsc", "id_hex"),
 )
 
+# Receipts that matched no segment when they arrived, kept to be matched later
+# (migration 0007: a receipt that matches is stored in its segment's row only).
 sms_dlr_events = Table(
     "sms_dlr_events",
     metadata,

@@ -104,7 +104,7 @@ SECONDS_PER_DAY: Final = 86_400
 
 def new_id(now: float) -> str:
     """Time-ordered, unique without coordination: ms since the epoch + 48 random bits."""
-    return f"{int(now * 1000):011x}{_id_bits.getrandbits(48):012x}"
+    return "%011x%012x" % (int(now * 1000), _id_bits.getrandbits(48))  # noqa: UP031 - 1.6x faster than the f-string
 
 
 def utc_day(now: float) -> str:
@@ -188,6 +188,7 @@ class SmsService(SmscHandler):
         self._writer = SmsWriter(self._repository, config.write_batch, self._take_changes)
         self._outgoing: dict[str, _Outgoing] = {}
         self._idempotent: dict[tuple[str, str], asyncio.Future[SubmitResult]] = {}
+        self._last_answer: tuple[asyncio.Future[None], asyncio.Future[int]] | None = None
         self._clients: dict[str, SmscClient] = {}
         self._outstanding: dict[str, int] = {name: 0 for name in self._smsc_configs}
         self._sends: dict[str, deque[SegmentKey]] = {name: deque() for name in self._smsc_configs}
@@ -206,6 +207,11 @@ class SmsService(SmscHandler):
     @property
     def clients(self) -> dict[str, SmscClient]:
         return dict(self._clients)
+
+    @property
+    def orphan_receipts(self) -> int:
+        """Receipts kept unmatched, to be matched when their submit_sm_resp comes."""
+        return self._queue.orphan_count
 
     @property
     def store_writes(self) -> tuple[int, int, float]:
@@ -239,7 +245,7 @@ class SmsService(SmscHandler):
         _log.info(
             "sms_service_started",
             open_messages=len(self._queue),
-            orphan_receipts=self._queue.orphan_count,
+            orphan_receipts=self.orphan_receipts,
         )
 
     def _recover(self, stored: StoredMessage, now: float) -> None:
@@ -488,13 +494,12 @@ class SmsService(SmscHandler):
                 "submit_status": "pending",
                 "smsc": None,
                 "smsc_message_id": None,
-                "id_dec": None,
-                "id_hex": None,
                 "command_status": None,
                 "submitted_at": None,
                 "dlr_state": None,
                 "dlr_error": None,
                 "dlr_at": None,
+                "dlr_raw": None,
             }
             for seq in range(1, len(segments) + 1)
         ]
@@ -718,6 +723,14 @@ class SmsService(SmscHandler):
             durable = self._receipt(smsc, event, now)
         else:
             durable = self._mo(smsc, event, now)
+        return self._answer_once_stored(durable)
+
+    def _answer_once_stored(self, durable: asyncio.Future[None]) -> asyncio.Future[int]:
+        """The deliver_sm answer: OK once `durable` is committed, a temporary error if
+        that fails. The writer hands out one future per commit; so does this."""
+        last = self._last_answer
+        if last is not None and last[0] is durable:
+            return last[1]
         answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
         def done(stored: asyncio.Future[None]) -> None:
@@ -729,20 +742,23 @@ class SmsService(SmscHandler):
                 answer.set_result(DELIVER_OK)
 
         durable.add_done_callback(done)
+        self._last_answer = (durable, answer)
         return answer
 
     def _receipt(self, smsc: str, event: DeliverSm, now: float) -> asyncio.Future[None]:
+        """A matched receipt is stored in its segment's row (a queue change), a
+        duplicate changes nothing; both are answered after the next commit, which
+        carries the segment's change (or the earlier one a duplicate repeats). Only
+        an unmatched receipt gets a row of its own, to be matched after a restart."""
         receipt = parse_receipt(event.params)
         event_id = new_id(now)
         match = self._queue.receipt(smsc, receipt, event_id, now)
-        if match is None:
-            _log.info(
-                "sms_receipt_unmatched",
-                smsc=smsc,
-                receipted_id=receipt.message_id,
-                stat=receipt.stat,
-            )
         self._collect_changes()
+        if match is not None:
+            return self._writer.durable()
+        _log.info(
+            "sms_receipt_unmatched", smsc=smsc, receipted_id=receipt.message_id, stat=receipt.stat
+        )
         return self._writer.durable(
             dlr_event={
                 "id": event_id,
@@ -753,8 +769,8 @@ class SmsService(SmscHandler):
                 "message_state": receipt.message_state,
                 "raw": receipt.raw,
                 "received_at": now,
-                "message_id": match.segment[0] if match else None,
-                "seq": match.segment[1] if match else None,
+                "message_id": None,
+                "seq": None,
             }
         )
 

@@ -33,7 +33,7 @@ class NodeConfig(Section):
 
 
 class DaemonConfig(Section):
-    """Process lifecycle: draining and watchdog."""
+    """Process lifecycle: draining, watchdog and the garbage collector."""
 
     drain_timeout: float = Field(default=30.0, gt=0)
     """Seconds that SIGTERM waits for active calls and sessions to finish before
@@ -41,6 +41,19 @@ class DaemonConfig(Section):
     engine_stall_timeout: float = Field(default=5.0, gt=0)
     """Seconds without a heartbeat from the PJSIP engine thread after which the
     node reports not ready and stops petting the systemd watchdog."""
+    gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
+    """Cyclic garbage collector thresholds set once start-up is done (Python's
+    `gc.set_threshold`: allocations before a gen-0 collection, gen-0 collections
+    before a gen-1 one, gen-1 before a gen-2 one); what start-up built is frozen
+    out of collections first. With Python's defaults (700, 10, 10) collections
+    took about a tenth of the daemon's CPU per SMS under load."""
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _positive_thresholds(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if value[0] < 1 or value[1] < 1 or value[2] < 1:
+            raise ValueError("every threshold must be at least 1 (0 would turn the collector off)")
+        return value
 
 
 class MediaConfig(Section):

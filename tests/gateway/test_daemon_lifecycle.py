@@ -50,6 +50,9 @@ def test_daemon_serves_reloads_and_drains(tmp_path: Path) -> None:
     )
     daemon = DaemonProcess(config, data_dir)
     try:
+        settled = daemon.wait_event("collector_settled", timeout=30)
+        assert settled["thresholds"] == [50_000, 20, 100]  # [daemon] gc_thresholds default
+        assert settled["frozen_objects"] > 10_000  # what start-up built
         daemon.wait_event("ready", timeout=30)
         udp = daemon.sip_port("udp")
         tcp = daemon.sip_port("tcp")

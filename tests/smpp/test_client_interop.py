@@ -376,3 +376,43 @@ async def test_tls_through_a_terminating_proxy(
         await asyncio.gather(*tasks, return_exceptions=True)
     texts = await asyncio.to_thread(accepted_texts, smsc)
     assert texts == Counter({f"msg-{ref}": 1 for ref in range(10)})
+
+
+class OneAnswerPerCommit(Recorder):
+    """Answers every deliver_sm with the same future, as SmsService does for the
+    deliver_sm stored by one group commit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def on_deliver(self, smsc_name: str, event: DeliverSm) -> asyncio.Future[int]:  # type: ignore[override]
+        self.delivers.append(event)
+        self._poke()
+        return self.commit
+
+
+@pytest.mark.parametrize("outcome", ["stored", "failed"])
+async def test_deliver_sm_sharing_one_answer_are_all_answered_with_it(
+    smsc: SmscSimulator, outcome: str
+) -> None:
+    recorder = OneAnswerPerCommit()
+    async with SmscClient(config_for(smsc), recorder) as client:
+        await asyncio.wait_for(client.wait_bound(), WAIT)
+        for text in ("one", "two", "three"):
+            await asyncio.to_thread(smsc.inject_mo, "4915112345678", "1000", text, 0)
+        await recorder.wait_for(lambda: len(recorder.delivers) == 3)
+        assert all(d["resp_status"] is None for d in await asyncio.to_thread(smsc.deliveries))
+        if outcome == "stored":
+            recorder.commit.set_result(CommandStatus.ESME_ROK)
+        else:
+            recorder.commit.set_exception(OSError("disk full"))
+        deliveries = await asyncio.to_thread(smsc.wait_for, _all_answered)
+    expected = CommandStatus.ESME_ROK if outcome == "stored" else CommandStatus.ESME_RX_T_APPN
+    assert [d["resp_status"] for d in deliveries] == [expected] * 3
+    assert client.stats.handler_errors == (0 if outcome == "stored" else 1)
+
+
+def _all_answered(sim: SmscSimulator) -> list[dict[str, Any]] | None:
+    deliveries = sim.deliveries()
+    return deliveries if all(d["resp_status"] is not None for d in deliveries) else None

@@ -278,6 +278,16 @@ def test_canonical_ids() -> None:
     assert canonical_ids("0xF4240") == (None, "1000000")
     assert canonical_ids("abc-123") == (None, None)
     assert canonical_ids("") == (None, None)
+    assert canonical_ids("000") == ("0", "0")
+    assert canonical_ids("١٢٣") == (None, None)  # digits, but not ASCII ones
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEFx- ", max_size=20))
+def test_canonical_ids_read_ids_as_int_does(text: str) -> None:
+    stripped = text.strip()
+    decimal, _ = canonical_ids(text)
+    expected = str(int(stripped)) if stripped.isdigit() else None
+    assert decimal == expected
 
 
 @pytest.mark.parametrize(
@@ -312,6 +322,22 @@ def test_receipt_index_prefers_exact_and_refuses_to_guess() -> None:
     index.remove(("dec", 1))
     # Now "1000000" could be f4240 (hex of the decimal) or 16777216 (decimal of the hex).
     assert index.find("a", "1000000") is None
+
+
+def test_receipt_index_an_id_two_segments_share_is_ambiguous_until_one_goes() -> None:
+    index = ReceiptIndex()
+    index.add("a", "77", ("m1", 1))
+    index.add("a", "77", ("m2", 1))
+    index.add("a", "77", ("m3", 1))
+    assert index.find("a", "77") is None
+    assert index.find("a", "0077") is None  # the numeric tiers are shared too
+    index.remove(("m2", 1))
+    assert index.find("a", "77") is None
+    index.remove(("m1", 1))
+    assert index.find("a", "77") == ("m3", 1)
+    assert index.find("a", "0077") == ("m3", 1)
+    index.remove(("m3", 1))
+    assert index.find("a", "77") is None and len(index) == 0
 
 
 @given(st.integers(min_value=0, max_value=2**63))

@@ -349,3 +349,39 @@ async def test_mo_stored_and_routed_to_its_account(harness: Harness) -> None:
         ("mqtt", "pending"),
         ("store", "delivered"),
     ]
+
+
+async def test_an_unmatched_receipt_has_its_own_row_and_survives_a_restart(
+    harness: Harness,
+) -> None:
+    """A receipt that matches no segment is stored as an event (acked only then) and
+    kept again after a restart; a matched one lives in its segment's row only."""
+    from sqlalchemy import select
+
+    from smpp.schema import sms_dlr_events, sms_segments
+
+    service = await harness.service()
+    sent = await service.submit("alice", "Callgate", destination(1), "matched")
+    assert isinstance(sent, Accepted)
+    assert await service.wait_final([sent.message_id], WAIT)
+    stray = "id:9999999999 sub:001 dlvrd:001 stat:DELIVRD err:000 text:nobody"
+    await asyncio.to_thread(
+        harness.sim.inject_mo, destination(2)[1:], "Callgate", short_message=stray, esm_class=0x04
+    )
+    deliveries = await asyncio.to_thread(
+        harness.sim.wait_for,
+        lambda s: d if len(d := s.deliveries()) == 2 and d[-1]["resp_status"] is not None else None,
+    )
+    assert [d["resp_status"] for d in deliveries] == [0, 0]
+    engine = harness.stores[-1].engine
+    async with engine.connect() as conn:
+        events = (await conn.execute(select(sms_dlr_events))).mappings().all()
+        (segment,) = (await conn.execute(select(sms_segments))).mappings().all()
+    assert [(e["receipted_id"], e["raw"], e["message_id"]) for e in events] == [
+        ("9999999999", stray, None)
+    ]
+    assert segment["dlr_state"] == "DELIVRD"
+    assert segment["dlr_raw"].startswith(f"id:{segment['smsc_message_id']} ")
+    await service.stop()
+    again = await harness.service()
+    assert again.orphan_receipts == 1
