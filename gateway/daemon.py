@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import gc
 import json
 import os
 import signal
@@ -169,11 +168,6 @@ class Daemon:
         watchdog = asyncio.create_task(self._watchdog())
         lag_monitor = asyncio.create_task(self._measure_loop_lag())
         heartbeat = asyncio.create_task(self._heartbeat())
-        # Everything start-up built (modules, config, accounts, the engine's proxies) lives
-        # as long as the process: out of the collector's sight, a full collection walks
-        # only what traffic made, not the whole heap, which keeps its pauses short.
-        gc.collect()
-        gc.freeze()
         self.notifier.ready(f"serving on {self._describe_listeners()}")
         _log.info("ready", node=self.config.node.name, listeners=self._describe_listeners())
         await self._stop.wait()
