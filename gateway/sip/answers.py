@@ -7,11 +7,14 @@ the binding's (RFC 3261 §10.3 step 7), and the phone would get 401 or 500
 for a registration that succeeded. RFC 3261 §17.2.2 has the server
 transaction absorb retransmissions and resend its last answer for Timer J;
 this is that, for the one method the edge completes itself at volume.
-Reliable transports do not retransmit, so only UDP answers are kept.
-Pure: `now` is passed in.
+Reliable transports do not retransmit, so only UDP answers are kept, and
+only answers to REGISTERs with credentials (a retransmission without them
+just gets a fresh challenge, as good as the first). Pure: `now` is passed in.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from gateway.sip.message import SipRequest, call_id, cseq
 
@@ -40,7 +43,9 @@ class AnswerLog:
         self._keep_for = keep_for
         self._max = max_entries
         # Insertion order is expiry order (one `keep_for` for all): the oldest are first.
-        self._answers: dict[AnswerKey, tuple[float, bytes]] = {}
+        # An OrderedDict, not a dict: a dict emptied from the front makes `next(iter())`
+        # step over every freed slot until it resizes (measured: 9 % of a 401's cost).
+        self._answers: OrderedDict[AnswerKey, tuple[float, bytes]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -56,6 +61,6 @@ class AnswerLog:
             oldest = next(iter(answers))
             if answers[oldest][0] > now and len(answers) < self._max:
                 break
-            del answers[oldest]
-        answers.pop(key, None)  # a stale entry's place would break the expiry order
+            answers.popitem(last=False)
         answers[key] = (now + self._keep_for, payload)
+        answers.move_to_end(key)  # a stale entry's place would break the expiry order

@@ -399,8 +399,11 @@ class SipEdge:
 
     def _register(self, request: SipRequest, peer: Peer) -> None:
         now = self._clock()
-        udp = peer.transport == "udp"
-        if udp:
+        # Only answers to credentials are kept: a retransmission without them just gets a
+        # fresh challenge, as good as the first; one with them would be a replay (401) or
+        # out of order (500) if handled again.
+        keep = peer.transport == "udp" and "Authorization" in request.headers
+        if keep:
             key = answer_key(request, peer.address)
             answer = self._register_answers.answer_for(key, now)
             if answer is not None:
@@ -409,7 +412,7 @@ class SipEdge:
                 return
         response, result = self.access.register(request, peer.transport, peer.address, now, now)
         payload = self._send_to_peer(peer, response)
-        if udp:
+        if keep:
             self._register_answers.remember(key, payload, now)
         if result is not None and self._bindings_sink is not None:
             self._bindings_sink(result, [])
