@@ -1,4 +1,7 @@
-"""Answers the edge gave to REGISTERs over UDP, kept for their retransmissions.
+"""Answers the edge gave to requests it completes itself, kept for their retransmissions.
+
+`AnswerLog` keeps any answer by request for Timer J; REFERs use it through
+`refer.ReferLog`, REGISTERs over UDP with `answer_key`.
 
 The edge answers REGISTER without a transaction layer, so a retransmission
 (the 200 was lost, or came after the phone's T1) would be handled again: its
@@ -15,6 +18,7 @@ just gets a fresh challenge, as good as the first). Pure: `now` is passed in.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Generic, TypeVar
 
 from gateway.sip.message import SipRequest, call_id, cseq
 
@@ -26,6 +30,8 @@ which covers a phone's retransmissions at 0.5, 1.5, 3.5 and 7.5 s; an answer for
 earlier than Timer J only means a very late retransmission is handled afresh."""
 
 AnswerKey = tuple[tuple[str, int], str, int]
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def answer_key(request: SipRequest, source: tuple[str, int]) -> AnswerKey:
@@ -36,8 +42,8 @@ def answer_key(request: SipRequest, source: tuple[str, int]) -> AnswerKey:
     return (source, call_id(request), cseq(request)[0])
 
 
-class AnswerLog:
-    """Wire forms of recent answers by `AnswerKey`, each kept `keep_for` seconds."""
+class AnswerLog(Generic[K, V]):
+    """Recent answers by request key, each kept `keep_for` seconds, at most `max_entries`."""
 
     def __init__(self, keep_for: float = TIMER_J_S, max_entries: int = MAX_ANSWERS) -> None:
         self._keep_for = keep_for
@@ -45,22 +51,22 @@ class AnswerLog:
         # Insertion order is expiry order (one `keep_for` for all): the oldest are first.
         # An OrderedDict, not a dict: a dict emptied from the front makes `next(iter())`
         # step over every freed slot until it resizes (measured: 9 % of a 401's cost).
-        self._answers: OrderedDict[AnswerKey, tuple[float, bytes]] = OrderedDict()
+        self._answers: OrderedDict[K, tuple[float, V]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._answers)
 
-    def answer_for(self, key: AnswerKey, now: float) -> bytes | None:
+    def answer_for(self, key: K, now: float) -> V | None:
         """The answer already sent for this request (a retransmission), or None."""
         kept = self._answers.get(key)
         return kept[1] if kept is not None and kept[0] > now else None
 
-    def remember(self, key: AnswerKey, payload: bytes, now: float) -> None:
+    def remember(self, key: K, answer: V, now: float) -> None:
         answers = self._answers
         while answers:
             oldest = next(iter(answers))
             if answers[oldest][0] > now and len(answers) < self._max:
                 break
             answers.popitem(last=False)
-        answers[key] = (now + self._keep_for, payload)
+        answers[key] = (now + self._keep_for, answer)
         answers.move_to_end(key)  # a stale entry's place would break the expiry order

@@ -23,7 +23,7 @@ from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.sip.access import AccessControl, Answer
 from gateway.sip.admission import AdmissionPolicy, AdmissionRequest, Reject
-from gateway.sip.answers import AnswerLog, answer_key
+from gateway.sip.answers import AnswerKey, AnswerLog, answer_key
 from gateway.sip.directory import Directory
 from gateway.sip.dns import DnsFailure, SipResolver, Target
 from gateway.sip.errors import SipParseError
@@ -171,7 +171,7 @@ class SipEdge:
         self.transfers: TransferHandler | None = None
         """Call control, for a caller's REFER (None: REFERs go to the engine, which declines)."""
         self._refers = ReferLog(max_entries=config.protection.max_tracked_sources)
-        self._register_answers = AnswerLog()
+        self._register_answers: AnswerLog[AnswerKey, bytes] = AnswerLog()
         self._blocked_agents = _agent_matcher(config.protection.user_agent_blocklist)
         # Metric children by label value: labels() costs a lock and a tuple per call.
         self._requests_by_method: dict[str, Counter] = {}

@@ -16,11 +16,11 @@ heard of the transfer from call control.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.sip.address import parse_name_addr
+from gateway.sip.answers import TIMER_J_S, AnswerLog
 from gateway.sip.errors import UNSUPPORTED_URI_SCHEME, SipParseError, bad_header, missing_header
 from gateway.sip.grammar import split_list
 from gateway.sip.message import SipRequest, call_id, cseq, from_address
@@ -30,9 +30,6 @@ TRANSFER_HEADER = "X-Callgate-Transfer"
 """On a caller's BYE towards the engine: the number of the call's last accepted transfer
 (`TransferVerdict.transfer`); an engine that has not had a command for it yet keeps the
 callee. Only the edge sets it; copies from peers are removed in both directions."""
-REFER_TRANSACTION_S = 32.0
-"""How long a REFER's answer is kept for its retransmissions: Timer J, 64*T1 (RFC 3261
-§17.2.2); also the window in which the caller's BYE carries `TRANSFER_HEADER`."""
 
 ATTENDED_NOT_SUPPORTED = SipParseError(603, "Attended Transfer Not Supported")
 ONLY_INVITE = SipParseError(603, "Only INVITE Transfers")
@@ -119,41 +116,23 @@ def refer_key(request: SipRequest) -> ReferKey:
 
 class ReferLog:
     """Answers given to REFERs and dialogs with an accepted transfer, each kept for
-    `keep_for` seconds; at most `max_entries` of each (the oldest go first)."""
+    `keep_for` seconds (Timer J: a REFER's retransmissions, and the window in which the
+    caller's BYE carries `TRANSFER_HEADER`); at most `max_entries` of each."""
 
-    def __init__(self, keep_for: float = REFER_TRANSACTION_S, max_entries: int = 10_000) -> None:
-        self._keep_for = keep_for
-        self._max = max_entries
-        self._answers: OrderedDict[ReferKey, tuple[float, TransferVerdict]] = OrderedDict()
-        self._accepted: OrderedDict[str, tuple[float, int]] = OrderedDict()
+    def __init__(self, keep_for: float = TIMER_J_S, max_entries: int = 10_000) -> None:
+        self._answers: AnswerLog[ReferKey, TransferVerdict] = AnswerLog(keep_for, max_entries)
+        self._accepted: AnswerLog[str, int] = AnswerLog(keep_for, max_entries)
 
     def answer_for(self, key: ReferKey, now: float) -> TransferVerdict | None:
         """The answer already given to this REFER (a retransmission), or None."""
-        kept = self._answers.get(key)
-        return kept[1] if kept is not None and kept[0] > now else None
+        return self._answers.answer_for(key, now)
 
     def remember(self, key: ReferKey, verdict: TransferVerdict, now: float) -> None:
-        self._expire(now)
-        until = now + self._keep_for
-        self._answers[key] = (until, verdict)
-        self._answers.move_to_end(key)
+        self._answers.remember(key, verdict, now)
         if verdict.accepted:
-            self._accepted[key[0]] = (until, verdict.transfer)
-            self._accepted.move_to_end(key[0])
-        for kept in (self._answers, self._accepted):
-            while len(kept) > self._max:
-                kept.popitem(last=False)
+            self._accepted.remember(key[0], verdict.transfer, now)
 
     def transfer_accepted(self, dialog_call_id: str, now: float) -> int:
         """The number of the transfer accepted in this dialog within `keep_for` seconds
-        (0: none). Looked up on every BYE: no sweep here, `remember` sweeps."""
-        kept = self._accepted.get(dialog_call_id)
-        return kept[1] if kept is not None and kept[0] > now else 0
-
-    def _expire(self, now: float) -> None:
-        # Entries are kept in the order they expire (one `keep_for` for all).
-        answers, accepted = self._answers, self._accepted
-        while answers and next(iter(answers.values()))[0] <= now:
-            answers.popitem(last=False)
-        while accepted and next(iter(accepted.values()))[0] <= now:
-            accepted.popitem(last=False)
+        (0: none). Looked up on every BYE."""
+        return self._accepted.answer_for(dialog_call_id, now) or 0
