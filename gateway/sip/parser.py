@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gateway.sip.errors import (
     MESSAGE_TOO_LARGE,
@@ -20,7 +21,13 @@ from gateway.sip.errors import (
 from gateway.sip.grammar import LWS, is_token
 from gateway.sip.headers import SPELLINGS, Headers
 from gateway.sip.limits import ParseLimits
-from gateway.sip.uri import SCHEME_RE, SIP_SCHEMES, SipUri, looks_like_sip_uri
+from gateway.sip.uri import (
+    PARSED_VALUE_CACHE,
+    SCHEME_RE,
+    SIP_SCHEMES,
+    SipUri,
+    looks_like_sip_uri,
+)
 
 SIP_VERSION = "SIP/2.0"
 _VERSION_RE = re.compile(r"SIP/([0-9]{1,4})\.([0-9]{1,4})", re.IGNORECASE)
@@ -55,28 +62,15 @@ def _check_version(version: str) -> None:
         raise SipParseError(VERSION_NOT_SUPPORTED, "Version Not Supported", detail=version)
 
 
-_CHECKED_URIS: dict[tuple[str, frozenset[str]], None] = {}
-"""Request-URIs that passed `_check_request_uri`, by allowed schemes: most requests
-repeat a few (a registrar domain, a trunk's numbers). Cleared when full."""
-_MAX_CHECKED_URIS = 4096
-
-
-def _check_request_uri(uri: str, limits: ParseLimits) -> None:
-    key = (uri, limits.uri_schemes)
-    if key in _CHECKED_URIS:
-        return
-    _check_new_request_uri(uri, limits)
-    if len(_CHECKED_URIS) >= _MAX_CHECKED_URIS:
-        _CHECKED_URIS.clear()
-    _CHECKED_URIS[key] = None
-
-
-def _check_new_request_uri(uri: str, limits: ParseLimits) -> None:
+@lru_cache(maxsize=PARSED_VALUE_CACHE)  # most requests repeat a few (a domain, trunk numbers)
+def _check_request_uri(uri: str, schemes: frozenset[str]) -> None:
+    """Raise unless `uri` is a usable Request-URI with one of `schemes`; only the URIs
+    that pass are remembered (a raised error is not cached)."""
     if looks_like_sip_uri(uri):  # the usual case; its alphabet is within _URI_CHARS_RE
         scheme = uri[: uri.index(":")].lower()
         if "?" in uri[uri.rfind("@") + 1 :]:  # §19.1.1: no headers here (RFC 4475 escruri)
             raise bad_request("Bad Request-URI", "URI headers are not allowed")
-        if scheme not in limits.uri_schemes:
+        if scheme not in schemes:
             raise SipParseError(UNSUPPORTED_URI_SCHEME, "Unsupported URI Scheme", detail=scheme)
         return
     scheme, colon, _rest = uri.partition(":")
@@ -93,7 +87,7 @@ def _check_new_request_uri(uri: str, limits: ParseLimits) -> None:
             SipUri.parse(uri)
         except SipParseError as exc:
             raise bad_request("Bad Request-URI", exc.detail) from exc
-    if scheme not in limits.uri_schemes:
+    if scheme not in schemes:
         raise SipParseError(UNSUPPORTED_URI_SCHEME, "Unsupported URI Scheme", detail=scheme)
 
 
@@ -112,7 +106,7 @@ def _parse_start_line(line: str, limits: ParseLimits) -> Head:
     if method not in _KNOWN_METHODS and not is_token(method):
         raise bad_request("Bad Request-Line", f"method {method[:20]!r} is not a token")
     _check_version(version)
-    _check_request_uri(uri, limits)
+    _check_request_uri(uri, limits.uri_schemes)
     return Head(True, method, uri, 0, "", Headers._trusted([]))
 
 

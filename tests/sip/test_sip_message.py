@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -244,13 +242,12 @@ def test_memoised_addresses_are_per_value_and_errors_are_not_memoised() -> None:
 
 
 def test_checked_request_uris_are_remembered_within_a_bound_and_per_scheme_set() -> None:
-    parser._CHECKED_URIS.clear()
-    for n in range(parser._MAX_CHECKED_URIS + 10):
-        parser._check_request_uri(f"sip:{n}@example.test", ParseLimits())
-    assert 0 < len(parser._CHECKED_URIS) <= parser._MAX_CHECKED_URIS
+    parser._check_request_uri.cache_clear()
+    for n in range(parser.PARSED_VALUE_CACHE + 10):
+        parser._check_request_uri(f"sip:{n}@example.test", ParseLimits().uri_schemes)
+    assert 0 < parser._check_request_uri.cache_info().currsize <= parser.PARSED_VALUE_CACHE
     # Accepted under the default schemes does not mean accepted where tel is not allowed.
-    parser._check_request_uri("tel:+15551234567", ParseLimits())
-    sip_only = replace(ParseLimits(), uri_schemes=frozenset({"sip", "sips"}))
+    parser._check_request_uri("tel:+15551234567", ParseLimits().uri_schemes)
     with pytest.raises(SipParseError) as raised:
-        parser._check_request_uri("tel:+15551234567", sip_only)
+        parser._check_request_uri("tel:+15551234567", frozenset({"sip", "sips"}))
     assert raised.value.status == 416
