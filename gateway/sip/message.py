@@ -64,6 +64,8 @@ _MANDATORY = tuple((name.lower(), name) for name in ("Call-ID", "CSeq", "From", 
 DEFAULT_LIMITS = ParseLimits()
 
 
+# Per-message values are not frozen dataclasses: those set every field through
+# object.__setattr__ and cost ~5x to build (docs/BENCHMARKS.md, SIP edge evening round).
 @dataclass(slots=True)
 class SipRequest:
     """A request. `uri` is the Request-URI exactly as received."""
