@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -84,7 +85,10 @@ class SipResolver:
         self._max_entries = max_entries
         self._clock = clock
         self._resolver = _resolver(nameservers, timeout)
-        self._cache: dict[tuple[str, str, int | None], tuple[float, list[Target]]] = {}
+        # Oldest first; an OrderedDict, as a dict emptied from the front walks freed slots.
+        self._cache: OrderedDict[tuple[str, str, int | None], tuple[float, list[Target]]] = (
+            OrderedDict()
+        )
         self._pending: dict[tuple[str, str, int | None], asyncio.Future[list[Target]]] = {}
 
     def cached(self, host: str, transport: str, port: int | None) -> list[Target] | None:
@@ -132,7 +136,7 @@ class SipResolver:
             for stale in [k for k, (until, _) in cache.items() if until <= now]:
                 del cache[stale]
             while len(cache) >= self._max_entries:
-                del cache[next(iter(cache))]
+                cache.popitem(last=False)
         cache[key] = (self._clock() + ttl, targets)
 
     async def _targets(
