@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from gateway.logs import get_logger
 from media.b2bua import B2bua
 from media.events import CallCommand, CallEvent, EngineStopped
+from media.rtp_ports import plan_ports
 from media.session_timer import SessionTimer
 from media.trunks import (
     EdgeRoute,
@@ -36,6 +37,7 @@ from media.trunks import (
     TrunkAccountSettings,
     TrunkRegistration,
     route_through_edge,
+    use_ports,
 )
 
 _log = get_logger("engine")
@@ -361,14 +363,17 @@ class PjsipEngine:
         b2bua = self._b2bua
         if b2bua is None:
             raise EngineError("engine is not running")
+        s = self.settings
+        plan = plan_ports(s.rtp_port_start, s.rtp_port_range, [t.name for t in trunks])
         cfg = b2bua.base_config()
         route_through_edge(cfg, edge)
+        use_ports(cfg, plan.engine)
         b2bua.account.modify(cfg)
         if b2bua.trunks is None:
             b2bua.trunks = TrunkAccounts(
                 self._pj, b2bua.account_class, b2bua.base_config, self._report_registration
             )
-        b2bua.trunks.apply(edge, trunks)
+        b2bua.trunks.apply(edge, trunks, plan.trunks)
 
     def _report_registration(self, event: TrunkRegistration) -> None:
         handler = self._registration_handler

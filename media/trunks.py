@@ -12,12 +12,13 @@ for the trunks' ACLs, one place that sees all signalling.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.logs import get_logger
 from gateway.sip.uri import hostport
+from media.rtp_ports import PortSlice
 
 _log = get_logger("engine.trunks")
 
@@ -87,14 +88,21 @@ class TrunkAccounts:
         self._base_config = base_config
         self._on_registration = on_registration
         self._class = _trunk_account_class(account_class, self)
-        self._accounts: dict[str, tuple[TrunkAccountSettings, Any]] = {}
+        self._accounts: dict[str, tuple[TrunkAccountSettings, PortSlice, Any]] = {}
         self._edge: EdgeRoute | None = None
 
-    def apply(self, edge: EdgeRoute, trunks: Sequence[TrunkAccountSettings]) -> None:
-        """Create, replace or remove accounts so they match `trunks`.
+    def apply(
+        self,
+        edge: EdgeRoute,
+        trunks: Sequence[TrunkAccountSettings],
+        ports: Mapping[str, PortSlice],
+    ) -> None:
+        """Create, replace or remove accounts so they match `trunks`, with RTP `ports`.
 
         Calls already placed through a replaced account keep their dialog (pjsua
-        keeps it); only new legs use the new account.
+        keeps it); only new legs use the new account. An account whose only
+        change is its port slice is modified in place (a trunk added elsewhere
+        must not make the others register again).
         """
         wanted = {t.name: t for t in trunks}
         edge_changed = edge != self._edge
@@ -102,13 +110,20 @@ class TrunkAccounts:
         for name in [n for n in self._accounts if n not in wanted]:
             self._remove(name)
         for name, settings in wanted.items():
-            if not edge_changed and self._settings_of(name) == settings:
+            ports_of = ports[name]
+            current = self._current(name)
+            if current is not None and not edge_changed and current[0] == settings:
+                if current[1] != ports_of:
+                    account = self._accounts[name][2]
+                    account.modify(self._config(settings, edge, ports_of))
+                    self._accounts[name] = (settings, ports_of, account)
+                    del account  # no reference may outlive a later `_remove`
                 continue
-            if name in self._accounts:
+            if current is not None:
                 self._remove(name)
             account = self._class(name)
-            account.create(self._config(settings, edge), False)
-            self._accounts[name] = (settings, account)
+            account.create(self._config(settings, edge, ports_of), False)
+            self._accounts[name] = (settings, ports_of, account)
             _log.info(
                 "trunk_account_ready",
                 trunk=name,
@@ -116,16 +131,16 @@ class TrunkAccounts:
                 registration=settings.registration,
             )
 
-    def _settings_of(self, name: str) -> TrunkAccountSettings | None:
+    def _current(self, name: str) -> tuple[TrunkAccountSettings, PortSlice] | None:
         # Returns no account: a reference held past `_remove` would outlive its pjsua id.
         entry = self._accounts.get(name)
-        return entry[0] if entry is not None else None
+        return (entry[0], entry[1]) if entry is not None else None
 
     def account_for(self, name: str) -> Any:
         entry = self._accounts.get(name)
         if entry is None:
             raise UnknownTrunk(name)
-        return entry[1]
+        return entry[2]
 
     def registration_changed(self, name: str, prm: Any) -> None:
         status = int(prm.code)
@@ -146,7 +161,7 @@ class TrunkAccounts:
         pjsua id by then; pjsua reuses ids at once, so an Account object that
         outlived this call would delete the trunk account created next.
         """
-        _settings, account = self._accounts.pop(name)
+        _settings, _ports, account = self._accounts.pop(name)
         account.trunk = None
         try:
             account.shutdown()
@@ -154,9 +169,10 @@ class TrunkAccounts:
             _log.debug("trunk_account_shutdown_failed", trunk=name, error=str(exc))
         del account
 
-    def _config(self, trunk: TrunkAccountSettings, edge: EdgeRoute) -> Any:
+    def _config(self, trunk: TrunkAccountSettings, edge: EdgeRoute, ports: PortSlice) -> Any:
         pj = self._pj
         cfg = self._base_config()
+        use_ports(cfg, ports)
         user = trunk.username or "callgate"
         cfg.idUri = f"sip:{user}@{hostport(trunk.host, None)}"
         route_through_edge(cfg, edge)
@@ -168,6 +184,12 @@ class TrunkAccounts:
         cfg.regConfig.registerOnAdd = trunk.registration
         cfg.regConfig.timeoutSec = trunk.registration_expires
         return cfg
+
+
+def use_ports(cfg: Any, ports: PortSlice) -> None:
+    """Give an AccountConfig's media its own RTP port slice (media/rtp_ports.py)."""
+    cfg.mediaConfig.transportConfig.port = ports.start
+    cfg.mediaConfig.transportConfig.portRange = ports.rtp_range
 
 
 def route_through_edge(cfg: Any, edge: EdgeRoute) -> None:

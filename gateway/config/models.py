@@ -18,6 +18,7 @@ from gateway.config.calls import CallsConfig
 from gateway.config.cdr import CdrConfig
 from gateway.config.secrets import SecretRef
 from gateway.config.sip import SipConfig
+from media.rtp_ports import minimum_span
 from media.session_timer import RFC4028_MIN_SE, SessionTimerUse
 from smpp.config import SmppConfig, SmsConfig
 
@@ -68,7 +69,9 @@ class MediaConfig(Section):
     rtp_port_start: int = Field(default=20000, ge=1024, le=65000)
     """First RTP port."""
     rtp_port_range: int = Field(default=20000, ge=2, le=40000)
-    """Number of RTP ports above `rtp_port_start` (two per leg: RTP and RTCP)."""
+    """Number of RTP ports from `rtp_port_start` (two per leg: RTP and RTCP). The engine's
+    own account (caller legs, calls to registered contacts) uses the lower half, each
+    outbound trunk an equal share of the upper half (all of it without trunks)."""
     media_threads: int = Field(default=1, ge=1, le=16)
     """PJSIP media worker threads."""
     codecs: tuple[str, ...] = ("opus/48000/2", "G722/16000/1", "PCMU/8000/1", "PCMA/8000/1")
@@ -177,6 +180,12 @@ class CallgateConfig(Section):
             if duplicates:
                 raise ValueError(f"{kind} names must be unique: {', '.join(duplicates)}")
         outbound = {trunk.name for trunk in self.trunks if trunk.host is not None}
+        if self.media.rtp_port_range < minimum_span(len(outbound)):
+            raise ValueError(
+                f"[media] rtp_port_range {self.media.rtp_port_range} is too small for "
+                f"{len(outbound)} outbound trunks (each gets its own RTP ports); "
+                f"set it to at least {minimum_span(len(outbound))}"
+            )
         routed = [
             (f"[[calls.routes]] prefix {r.prefix!r}", [t.trunk for t in r.trunks])
             for r in self.calls.routes

@@ -143,6 +143,29 @@ async def test_b_leg_through_edge_callee_hangs_up(
     assert_from_edge(daemon, invite)
 
 
+async def test_caller_and_callee_legs_take_rtp_ports_of_their_own_accounts(
+    daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    """The engine's account (caller legs) and the trunk's (callee legs) bind RTP ports
+    from disjoint slices. Both used to start at the first port and step in lockstep:
+    every callee leg first tried the port its caller leg held, paying a failed bind and
+    a PJSIP error line."""
+    callee_port = free_udp_port()
+    daemon = daemon_factory(trunk_config(callee_port))
+    for call in range(2):
+        workdir = tmp_path / f"call{call}"
+        workdir.mkdir()
+        callee = await _call(
+            daemon, workdir, callee_port, "call_uac_hangup.xml", "call_uas_answer.xml"
+        )
+        [invite] = received(callee, "INVITE")
+        media = re.search(r"^m=audio (\d+) ", invite, re.MULTILINE)
+        assert media, invite
+        # Default [media]: 20000 ports from 20000; the one outbound trunk has the upper half.
+        assert 30000 <= int(media.group(1)) < 40000, invite
+    assert not [line for line in daemon.lines if "bind() at" in line], "".join(daemon.lines)
+
+
 CARRIER_USER = "gw-user"
 CARRIER_PASSWORD = "carrier-secret"
 
