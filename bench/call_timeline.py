@@ -1,0 +1,201 @@
+"""Where a call's set-up time goes: every SIP datagram of a few calls, kernel-timestamped.
+
+Starts the real daemon (loopback as a trunk, every number routed to a SIPp
+UAS through the engine), places `--calls` calls one after another with SIPp
+(tests/sipp/call_uac_overload.xml: INVITE, 200, 200 ms, BYE), and captures
+every SIP datagram on the loopback interface with a packet socket
+(`AF_PACKET`, root only) and the kernel's receive timestamp
+(`SO_TIMESTAMPNS`). For each call it prints the datagrams in order with their
+time since the caller's INVITE and who sent them to whom (caller, edge public
+side, edge internal side, engine, callee), then per hop the median time a
+message spent in each process: the edge's forwarding time, the engine's, and
+the callee's (SIPp: the baseline of what one hop costs on this machine).
+
+This is a diagnostic, not a throughput figure: it shows how many hops lie
+on the INVITE -> 200 path and what each costs at the machine's current load.
+
+Run (root): python bench/call_timeline.py [--calls 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.calls import start_uas, uac_argv  # noqa: E402
+from tests.calls.test_call_through_edge import trunk_to  # noqa: E402
+from tests.support.daemon import DaemonProcess, write_config  # noqa: E402
+from tests.support.ports import free_udp_port  # noqa: E402
+
+SCENARIO = ROOT / "tests" / "sipp" / "call_uac_overload.xml"
+ETH_P_IP = 0x0800
+SO_TIMESTAMPNS = 35  # linux/socket.h; the socket module does not name it
+UDP = 17
+# Calls are placed this far apart, so one call's datagrams never mix with the next's.
+CALL_GAP_S = 0.5
+# A datagram a process sends this soon after one arrived counts as its reaction.
+REACTION_S = 0.02
+
+
+@dataclass(frozen=True)
+class Datagram:
+    at: float
+    source: int
+    destination: int
+    first_line: str
+
+
+class Capture:
+    """SIP datagrams on `lo` with kernel receive timestamps, on a thread."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[Datagram] = []
+        self._stop = threading.Event()
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(ETH_P_IP))
+        self._sock.bind(("lo", 0))
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Capture:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, ancillary, _flags, _address = self._sock.recvmsg(65535, 256)
+            except TimeoutError:
+                continue
+            datagram = _sip_datagram(frame, ancillary)
+            if datagram is not None:
+                self.datagrams.append(datagram)
+
+
+def _sip_datagram(frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> Datagram | None:
+    ip = frame[14:]  # after the (loopback's all-zero) Ethernet header
+    if len(ip) < 28 or ip[9] != UDP or not ancillary:
+        return None
+    header = (ip[0] & 0x0F) * 4
+    source, destination = struct.unpack("!HH", ip[header : header + 4])
+    payload = ip[header + 8 :]
+    first_line = payload.split(b"\r\n", 1)[0].decode("ascii", "replace")
+    if not (first_line.endswith("SIP/2.0") or first_line.startswith("SIP/2.0 ")):
+        return None  # RTP, CRLF keep-alives, anything else
+    seconds, nanoseconds = struct.unpack("qq", ancillary[0][2][:16])
+    return Datagram(seconds + nanoseconds / 1e9, source, destination, first_line)
+
+
+async def place_calls(count: int) -> tuple[list[Datagram], dict[int, str]]:
+    work = Path(tempfile.mkdtemp(prefix="callgate-timeline-"))
+    callee_port = free_udp_port()
+    config = write_config(
+        work / "c.toml", work / "data", extra=trunk_to(callee_port, "max_new_per_second = 1000.0")
+    )
+    daemon = DaemonProcess(config, work / "data")
+    try:
+        await asyncio.to_thread(daemon.wait_event, "ready", 60)
+        names = {
+            daemon.sip_port("udp"): "edge",
+            int(daemon.runtime()["engine"]["port"]): "engine",
+            callee_port: "callee",
+        }
+        uas = await start_uas(work, callee_port)
+        try:
+            await asyncio.sleep(CALL_GAP_S)
+            with Capture() as capture:
+                for _ in range(count):
+                    argv = [*uac_argv(f"127.0.0.1:{daemon.sip_port('udp')}", SCENARIO)]
+                    argv += ["-m", "1", "-timeout", "20", "-timeout_error"]
+                    caller = await asyncio.create_subprocess_exec(
+                        *argv,
+                        cwd=work,
+                        stdout=asyncio.subprocess.DEVNULL,
+                        stderr=asyncio.subprocess.DEVNULL,
+                    )
+                    if await caller.wait() != 0:
+                        raise SystemExit("a SIPp call failed")
+                    await asyncio.sleep(CALL_GAP_S)
+            return capture.datagrams, names
+        finally:
+            uas.terminate()
+            await uas.wait()
+    finally:
+        daemon.stop()
+
+
+def split_calls(datagrams: list[Datagram]) -> list[list[Datagram]]:
+    calls: list[list[Datagram]] = []
+    for datagram in datagrams:
+        if not calls or datagram.at - calls[-1][-1].at > CALL_GAP_S / 2:
+            calls.append([])
+        calls[-1].append(datagram)
+    return calls
+
+
+def who(port: int, names: dict[int, str], edge_internal: int | None) -> str:
+    if port == edge_internal:
+        return "edge(int)"
+    return names.get(port, "caller")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--calls", type=int, default=5)
+    args = parser.parse_args()
+    datagrams, names = asyncio.run(place_calls(args.calls))
+    engine = next(port for port, name in names.items() if name == "engine")
+    # The edge's internal side is whatever talks to the engine and is not the engine.
+    edge_internal = next((d.source for d in datagrams if d.destination == engine), None)
+    # A process's reaction: from a datagram's arrival to the next datagram it sends.
+    reactions: dict[str, list[float]] = {}
+    for number, call in enumerate(split_calls(datagrams), 1):
+        start = call[0].at
+        print(f"--- call {number}")
+        for index, d in enumerate(call):
+            source = who(d.source, names, edge_internal)
+            destination = who(d.destination, names, edge_internal)
+            print(f"{(d.at - start) * 1e3:8.2f} ms  {source:>9} -> {destination:<9} {d.first_line}")
+            process = destination.split("(")[0]
+            if process == "caller":
+                continue
+            # What the process sent next within REACTION_S, and when it passed this message
+            # on (the same method or status), if it did.
+            sent = [
+                x
+                for x in call[index + 1 :]
+                if x.at - d.at <= REACTION_S
+                and who(x.source, names, edge_internal).startswith(process)
+            ]
+            word = _word(d.first_line)
+            for reply in {*sent[:1], *(x for x in sent[:4] if _word(x.first_line) == word)}:
+                key = f"{process}: {word} -> {_word(reply.first_line)}"
+                reactions.setdefault(key, []).append(reply.at - d.at)
+    print("--- median time from a datagram's arrival at a process to the next one it sends")
+    for key, values in sorted(reactions.items()):
+        print(f"{key:<28} {statistics.median(values) * 1e3:6.2f} ms  ({len(values)} seen)")
+
+
+def _word(first_line: str) -> str:
+    """INVITE for a request, the status code for a response."""
+    return first_line.split()[1 if first_line.startswith("SIP/") else 0]
+
+
+if __name__ == "__main__":
+    main()
