@@ -11,6 +11,7 @@ import hashlib
 import queue
 import re
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -277,6 +278,43 @@ async def test_reload_adds_a_registering_trunk(
     finally:
         registrar.kill()
     assert event["trunk"] == "carrier" and event["registered"] is True, event
+
+
+async def test_a_trunk_added_on_reload_leaves_a_registered_trunk_alone(
+    daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    """A new trunk shrinks the registered trunk's RTP port slice (media/rtp_ports.py): its
+    account is modified in place, not rebuilt, so it does not register again."""
+    registrar_port = free_udp_port()
+    registrar = await start_registrar(tmp_path, registrar_port, CARRIER_PASSWORD, "registrar")
+    try:
+        daemon = daemon_factory(
+            carrier(registrar_port, extra=REGISTERING),
+            {"CARRIER_PASSWORD": CARRIER_PASSWORD},
+            ready=False,
+        )
+        event = wait_events(daemon, "trunk_registration", "ready")["trunk_registration"]
+        await registrar.finish()
+    finally:
+        registrar.kill()
+    assert event["registered"] is True, event
+    pbx = f"""
+[[trunks]]
+name = "pbx"
+host = "127.0.0.1"
+port = {free_udp_port()}
+options_interval = 0
+"""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as registrar_again:
+        registrar_again.bind(("127.0.0.1", registrar_port))
+        registrar_again.settimeout(3.0)
+        write_config(
+            daemon.config, daemon.data_dir, extra=carrier(registrar_port, extra=REGISTERING) + pbx
+        )
+        daemon.signal(signal.SIGHUP)
+        wait_events(daemon, "config_reloaded")
+        with pytest.raises(TimeoutError):
+            registrar_again.recv(65535)
 
 
 async def test_options_take_a_silent_trunk_out_and_bring_it_back(
