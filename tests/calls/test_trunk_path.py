@@ -236,11 +236,12 @@ async def start_registrar(tmp_path: Path, port: int, password: str, label: str) 
 REGISTERING = "registration = true\nregistration_expires = 600"
 
 
-@pytest.mark.parametrize(("password", "registered"), [(CARRIER_PASSWORD, True), ("wrong", False)])
-async def test_trunk_registration_with_401_then_200_or_403(
-    daemon_factory: DaemonFactory, tmp_path: Path, password: str, registered: bool
-) -> None:
-    registrar_port = free_udp_port()
+async def start_registering(
+    daemon_factory: DaemonFactory, tmp_path: Path, password: str, registrar_port: int
+) -> tuple[DaemonProcess, dict[str, object], SippRun]:
+    """A daemon whose carrier trunk registers at a SIPp registrar on `registrar_port`
+    expecting `password`; returns once the registration ended (its event) and the
+    registrar has finished."""
     registrar = await start_registrar(tmp_path, registrar_port, password, "registrar")
     try:
         daemon = daemon_factory(
@@ -252,6 +253,16 @@ async def test_trunk_registration_with_401_then_200_or_403(
         await registrar.finish()
     finally:
         registrar.kill()
+    return daemon, event, registrar
+
+
+@pytest.mark.parametrize(("password", "registered"), [(CARRIER_PASSWORD, True), ("wrong", False)])
+async def test_trunk_registration_with_401_then_200_or_403(
+    daemon_factory: DaemonFactory, tmp_path: Path, password: str, registered: bool
+) -> None:
+    daemon, event, registrar = await start_registering(
+        daemon_factory, tmp_path, password, free_udp_port()
+    )
     assert event["trunk"] == "carrier" and event["registered"] is registered, event
     assert event["status"] == (200 if registered else 403), event
     metric = daemon.metric('callgate_trunk_registered{trunk="carrier"}')
@@ -286,17 +297,9 @@ async def test_a_trunk_added_on_reload_leaves_a_registered_trunk_alone(
     """A new trunk shrinks the registered trunk's RTP port slice (media/rtp_ports.py): its
     account is modified in place, not rebuilt, so it does not register again."""
     registrar_port = free_udp_port()
-    registrar = await start_registrar(tmp_path, registrar_port, CARRIER_PASSWORD, "registrar")
-    try:
-        daemon = daemon_factory(
-            carrier(registrar_port, extra=REGISTERING),
-            {"CARRIER_PASSWORD": CARRIER_PASSWORD},
-            ready=False,
-        )
-        event = wait_events(daemon, "trunk_registration", "ready")["trunk_registration"]
-        await registrar.finish()
-    finally:
-        registrar.kill()
+    daemon, event, _registrar = await start_registering(
+        daemon_factory, tmp_path, CARRIER_PASSWORD, registrar_port
+    )
     assert event["registered"] is True, event
     pbx = f"""
 [[trunks]]
