@@ -215,16 +215,30 @@ def ha1(username: str, realm: str, password: str, algorithm: DigestAlgorithm) ->
     return _hexdigest(algorithm, f"{username}:{realm}:{password}".encode())
 
 
+_HA2_MEMO_ENTRIES: Final = 4096
+"""H(method:uri) results kept: a UA sends every REGISTER to the same Request-URI."""
+_HA2_MEMO_MAX_CHARS: Final = 256
+"""Longer URIs are hashed every time, so the memo stays small whatever peers send."""
+
+
+@lru_cache(maxsize=_HA2_MEMO_ENTRIES)
+def _auth_ha2(algorithm: DigestAlgorithm, method: str, uri: str) -> str:
+    """H(A2) for qop=auth (RFC 7616 §3.4.3): no body in it, so it repeats per URI."""
+    return _hexdigest(algorithm, f"{method}:{uri}".encode())
+
+
 def expected_response(
     credentials: DigestCredentials, method: str, ha1_hex: str, body: bytes = b""
 ) -> str:
     """The response a client knowing ``ha1_hex`` computes (RFC 7616 §3.4.1)."""
     algorithm = credentials.algorithm
+    uri = credentials.uri
     if credentials.qop is not None and credentials.qop.lower() == _QOP_AUTH_INT:
-        a2 = f"{method}:{credentials.uri}:{_hexdigest(algorithm, body)}"
+        ha2 = _hexdigest(algorithm, f"{method}:{uri}:{_hexdigest(algorithm, body)}".encode())
+    elif len(uri) <= _HA2_MEMO_MAX_CHARS:
+        ha2 = _auth_ha2(algorithm, method, uri)
     else:
-        a2 = f"{method}:{credentials.uri}"
-    ha2 = _hexdigest(algorithm, a2.encode())
+        ha2 = _hexdigest(algorithm, f"{method}:{uri}".encode())
     if credentials.qop is None:
         data = f"{ha1_hex.lower()}:{credentials.nonce}:{ha2}"
     else:

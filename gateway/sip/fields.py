@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from gateway.sip.errors import bad_header
-from gateway.sip.grammar import LWS, is_token
+from gateway.sip.grammar import KNOWN_METHODS, LWS, is_token
 
 MAX_DELTA_SECONDS = 2**32 - 1
 MAX_FORWARDS_LIMIT = 255
@@ -38,12 +38,19 @@ def _digits(value: str, header: str) -> int:
 def parse_cseq(value: str) -> CSeq:
     """`1*DIGIT LWS Method`; the number must fit 32 bits (RFC 4475 scalar02)."""
     parts = value.split()
-    if len(parts) != 2 or not is_token(parts[1]):
+    if len(parts) != 2:
         raise bad_header("CSeq", f"expected 'number method': {value[:40]!r}")
-    number = _digits(parts[0], "CSeq")
+    digits, method = parts
+    if method not in KNOWN_METHODS and not is_token(method):
+        raise bad_header("CSeq", f"expected 'number method': {value[:40]!r}")
+    # split() left no LWS: the usual number needs only the digit check (`_digits` words errors)
+    if digits.isdigit() and digits.isascii() and len(digits) <= _MAX_DIGITS:
+        number = int(digits)
+    else:
+        number = _digits(digits, "CSeq")
     if number > MAX_DELTA_SECONDS:
         raise bad_header("CSeq", "sequence number out of range")
-    return CSeq(number, parts[1])
+    return CSeq(number, method)
 
 
 def parse_content_length(value: str) -> int:

@@ -25,6 +25,13 @@ _SIMPLE_PARAM = f"[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}:\\[\\]]+)?"
 SIMPLE_PARAMS = f"{_SIMPLE_PARAM}(?:;{_SIMPLE_PARAM})*"
 _SIMPLE_PARAMS_RE = re.compile(SIMPLE_PARAMS)
 LWS = " \t"
+KNOWN_METHODS = frozenset(
+    {
+        *("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK"),
+        *("SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"),
+    }
+)
+"""Methods that are tokens for sure: a set lookup spares them the token regex."""
 
 
 def is_token(text: str) -> bool:

@@ -18,7 +18,7 @@ from gateway.sip.errors import (
     SipParseError,
     bad_request,
 )
-from gateway.sip.grammar import LWS, is_token
+from gateway.sip.grammar import KNOWN_METHODS, LWS, is_token
 from gateway.sip.headers import SPELLINGS, Headers
 from gateway.sip.limits import ParseLimits
 from gateway.sip.uri import (
@@ -32,12 +32,6 @@ from gateway.sip.uri import (
 SIP_VERSION = "SIP/2.0"
 _VERSION_RE = re.compile(r"SIP/([0-9]{1,4})\.([0-9]{1,4})", re.IGNORECASE)
 _URI_CHARS_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%;/?:@&=+$,\[\]#]+")
-_KNOWN_METHODS = frozenset(
-    {
-        *("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK"),
-        *("SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"),
-    }
-)
 
 
 @dataclass(slots=True)
@@ -103,7 +97,7 @@ def _parse_start_line(line: str, limits: ParseLimits) -> Head:
     if len(parts) != 3 or not all(parts):  # RFC 4475 lwsstart, trws, lwsruri
         raise bad_request("Bad Request-Line", repr(line[:80]))
     method, uri, version = parts
-    if method not in _KNOWN_METHODS and not is_token(method):
+    if method not in KNOWN_METHODS and not is_token(method):
         raise bad_request("Bad Request-Line", f"method {method[:20]!r} is not a token")
     _check_version(version)
     _check_request_uri(uri, limits.uri_schemes)

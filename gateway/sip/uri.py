@@ -22,10 +22,28 @@ _UNRESERVED = "-_.!~*'()"
 _AOR_USER_SAFE = _UNRESERVED + "&=+$,;?/"
 # A user part made only of characters `aor` leaves as they are: the usual case.
 _PLAIN_USER_RE = re.compile(f"[A-Za-z0-9{re.escape(_AOR_USER_SAFE)}]*")
-_USER_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
-_PASSWORD_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*")
-_PARAM_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+")
-_HEADER_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()\[\]/?:+$]|%[0-9A-Fa-f]{2})*")
+_HEX_ESCAPE = "%[0-9A-Fa-f]{2}"
+
+
+def _escaped_run(chars: str, *, empty: bool = False) -> str:
+    """A regex for `(?:[chars]|%HH)+` (`*` with `empty`), unrolled: runs of `chars` and
+    escapes alternate, so the engine tests one class per character instead of an
+    alternation (~300 vs ~50 instructions a character in CPython's re). The runs are
+    possessive: `chars` never holds `%`, so giving a character back cannot help a match."""
+    run, escape = f"[{chars}]", _HEX_ESCAPE
+    if empty:
+        return f"{run}*+(?:{escape}{run}*+)*+"
+    return f"(?:{run}++(?:{escape}{run}*+)*+|(?:{escape}{run}*+)++)"
+
+
+_USER_CHARS = r"A-Za-z0-9\-_.!~*'()&=+$,;?/"
+_PASSWORD_CHARS = r"A-Za-z0-9\-_.!~*'()&=+$,"  # noqa: S105 - a character class, not a secret
+_PARAM_CHARS = r"A-Za-z0-9\-_.!~*'()\[\]/:&+$"
+_HEADER_CHARS = r"A-Za-z0-9\-_.!~*'()\[\]/?:+$"
+_USER_RE = re.compile(_escaped_run(_USER_CHARS))
+_PASSWORD_RE = re.compile(_escaped_run(_PASSWORD_CHARS, empty=True))
+_PARAM_RE = re.compile(_escaped_run(_PARAM_CHARS))
+_HEADER_RE = re.compile(_escaped_run(_HEADER_CHARS, empty=True))
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?")
 _IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _TEL_RE = re.compile(r"[0-9A-Fa-f*#+\-.()pPwW]+")
@@ -39,13 +57,11 @@ MEMO_MAX_CHARS = 256
 # uses it so header validation need not build a SipUri per address.
 SIP_URI_SHAPE = (
     r"[sS][iI][pP][sS]?:"
-    r"(?:(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+"
-    r"(?::(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*)?@)?"
+    f"(?:{_escaped_run(_USER_CHARS)}(?::{_escaped_run(_PASSWORD_CHARS, empty=True)})?@)?"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?|\[[0-9A-Fa-f:.]+\])"
     r"(?::[0-9]{1,5})?"
-    r"(?:;(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+"
-    r"(?:=(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+)?)*"
-    r"(?:\?(?:[A-Za-z0-9\-_.!~*'()\[\]/?:+$=&]|%[0-9A-Fa-f]{2})*)?"
+    f"(?:;{_escaped_run(_PARAM_CHARS)}(?:={_escaped_run(_PARAM_CHARS)})?)*"
+    f"(?:\\?{_escaped_run(_HEADER_CHARS + '=&', empty=True)})?"
 )
 _SIP_URI_SHAPE_RE = re.compile(SIP_URI_SHAPE)
 

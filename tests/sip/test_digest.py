@@ -610,3 +610,19 @@ def test_a_reused_nonce_skips_the_mac_only_from_the_source_that_proved_it() -> N
     assert isinstance(elsewhere, Challenge) and not elsewhere.stale
     refreshed = authenticate(auth, again, accounts, source="192.0.2.1")
     assert isinstance(refreshed, Authenticated)
+
+
+def test_remembered_ha2_is_per_algorithm_method_and_uri() -> None:
+    """H(A2) is memoised: each (algorithm, method, URI) must still get its own."""
+    for algorithm, digest in ((MD5, hashlib.md5), (SHA256, hashlib.sha256)):
+        secret_ha1 = ha1("alice", REALM, "s3cret", algorithm)
+        for method, uri in (("REGISTER", URI), ("INVITE", URI), ("REGISTER", URI + ";x=1")):
+            ha2 = digest(f"{method}:{uri}".encode()).hexdigest()
+            response = digest(f"{secret_ha1}:n0nce:00000001:c0:auth:{ha2}".encode()).hexdigest()
+            credentials = parse_credentials(
+                f'Digest username="alice",realm="{REALM}",nonce="n0nce",uri="{uri}",'
+                f'response="{response}",algorithm={algorithm.value},qop=auth,nc=00000001,'
+                'cnonce="c0"'
+            )
+            assert verify(credentials, method, secret_ha1)
+            assert not verify(credentials, "BYE", secret_ha1)
