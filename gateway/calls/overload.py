@@ -1,7 +1,7 @@
 """Node-wide admission of new calls: rate, concurrency and load shedding.
 
 Measured (bench/daemon_calls.py, docs/BENCHMARKS.md): the whole daemon carries
-250 calls/s cleanly on a quiet 2-core machine and fails some admitted calls
+250-300 calls/s cleanly on a quiet 2-core machine and fails some admitted calls
 above that. Refusing the excess at the edge with 503 + Retry-After, before
 PJSIP spends anything, kept admitted calls healthy at 1.5x and 2x a rate set
 below that capacity; shedding on the engine's intake delay alone does not.
