@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from gateway.sip.errors import bad_header
-from gateway.sip.grammar import KNOWN_METHODS, LWS, is_token
+from gateway.sip.grammar import LWS, is_method
 
 MAX_DELTA_SECONDS = 2**32 - 1
 MAX_FORWARDS_LIMIT = 255
@@ -27,6 +27,8 @@ class CSeq(NamedTuple):
 
 
 def _digits(value: str, header: str) -> int:
+    if value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS:
+        return int(value)  # the usual value: bare digits, nothing to strip or word
     text = value.strip(LWS)
     if not text or not (text.isascii() and text.isdigit()):
         raise bad_header(header, f"not a number: {value[:40]!r}")
@@ -41,13 +43,9 @@ def parse_cseq(value: str) -> CSeq:
     if len(parts) != 2:
         raise bad_header("CSeq", f"expected 'number method': {value[:40]!r}")
     digits, method = parts
-    if method not in KNOWN_METHODS and not is_token(method):
+    if not is_method(method):
         raise bad_header("CSeq", f"expected 'number method': {value[:40]!r}")
-    # split() left no LWS: the usual number needs only the digit check (`_digits` words errors)
-    if digits.isdigit() and digits.isascii() and len(digits) <= _MAX_DIGITS:
-        number = int(digits)
-    else:
-        number = _digits(digits, "CSeq")
+    number = _digits(digits, "CSeq")
     if number > MAX_DELTA_SECONDS:
         raise bad_header("CSeq", "sequence number out of range")
     return CSeq(number, method)

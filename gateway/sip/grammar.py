@@ -25,7 +25,7 @@ _SIMPLE_PARAM = f"[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}:\\[\\]]+)?"
 SIMPLE_PARAMS = f"{_SIMPLE_PARAM}(?:;{_SIMPLE_PARAM})*"
 _SIMPLE_PARAMS_RE = re.compile(SIMPLE_PARAMS)
 LWS = " \t"
-KNOWN_METHODS = frozenset(
+_KNOWN_METHODS = frozenset(
     {
         *("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK"),
         *("SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"),
@@ -37,6 +37,11 @@ KNOWN_METHODS = frozenset(
 def is_token(text: str) -> bool:
     """True when `text` is a non-empty RFC 3261 token."""
     return TOKEN_RE.fullmatch(text) is not None
+
+
+def is_method(text: str) -> bool:
+    """True when `text` can be a method (a token); the usual ones skip the regex."""
+    return text in _KNOWN_METHODS or is_token(text)
 
 
 def unescape_quoted(inner: str) -> str:

@@ -18,7 +18,7 @@ from gateway.sip.errors import (
     SipParseError,
     bad_request,
 )
-from gateway.sip.grammar import KNOWN_METHODS, LWS, is_token
+from gateway.sip.grammar import LWS, is_method, is_token
 from gateway.sip.headers import SPELLINGS, Headers
 from gateway.sip.limits import ParseLimits
 from gateway.sip.uri import (
@@ -97,7 +97,7 @@ def _parse_start_line(line: str, limits: ParseLimits) -> Head:
     if len(parts) != 3 or not all(parts):  # RFC 4475 lwsstart, trws, lwsruri
         raise bad_request("Bad Request-Line", repr(line[:80]))
     method, uri, version = parts
-    if method not in KNOWN_METHODS and not is_token(method):
+    if not is_method(method):
         raise bad_request("Bad Request-Line", f"method {method[:20]!r} is not a token")
     _check_version(version)
     _check_request_uri(uri, limits.uri_schemes)
