@@ -235,14 +235,17 @@ class Node:
         return rss_kib(parent), rss_kib(child)
 
 
+CALLS_SETTINGS: list[str] = []
+"""Extra `[calls]` lines for every daemon the run starts (`--calls-setting`)."""
+
+
 @contextlib.asynccontextmanager
 async def running_node(work: Path, uas_port: int, limit: float) -> AsyncIterator[Node]:
     data = work / f"data-{limit:g}"
     # trunk_to disables OPTIONS health checks: the SIPp UAS answers INVITEs only, so
     # probes would fail and take the trunk out of routing, failing every later call.
-    extra = trunk_to(
-        uas_port, f"max_new_per_second = {limit}\nmax_new_burst = {max(int(limit // 10), 1)}"
-    )
+    settings = [f"max_new_per_second = {limit}", f"max_new_burst = {max(int(limit // 10), 1)}"]
+    extra = trunk_to(uas_port, "\n".join(settings + CALLS_SETTINGS))
     config = write_config(work / f"c-{limit:g}.toml", data, drain_timeout=30, extra=extra)
     # Debug logging would cost more than the calls themselves.
     config.write_text(config.read_text().replace('level = "debug"', 'level = "info"'))
@@ -403,6 +406,7 @@ async def soak(work: Path, uas_port: int, calls: int, rate: float, warmup: int) 
 
 async def bench(args: argparse.Namespace, rows: list[Row], out: dict[str, object]) -> None:
     phases = args.phases.split(",")
+    CALLS_SETTINGS.extend(args.calls_setting)
     with tempfile.TemporaryDirectory(prefix="callgate-daemon-bench-") as tmp:
         work = Path(tmp)
         uas_port = free_udp_port()
@@ -445,6 +449,12 @@ def main() -> None:
     parser.add_argument("--soak-calls", type=int, default=0)
     parser.add_argument("--soak-rate", type=float, default=200.0)
     parser.add_argument("--soak-warmup", type=int, default=2000)
+    parser.add_argument(
+        "--calls-setting",
+        action="append",
+        default=[],
+        help='a `[calls]` line for the daemon, e.g. "max_receive_delay = 60" (repeatable)',
+    )
     parser.add_argument("--json", type=Path, help="write the rows here (for bench/plot_calls.py)")
     args = parser.parse_args()
     rows: list[Row] = []

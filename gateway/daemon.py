@@ -67,6 +67,7 @@ def engine_settings(config: CallgateConfig) -> EngineSettings:
         rtp_port_range=m.rtp_port_range,
         codecs=m.codecs,
         log_level=m.log_level,
+        receive_buffer=config.sip.udp_receive_buffer,
         session_timer=SessionTimer(m.session_timer, m.session_expires, m.session_min_se),
     )
 
@@ -91,6 +92,7 @@ def overload_limits(config: CallgateConfig) -> OverloadLimits:
         max_loop_lag=c.max_loop_lag,
         retry_after=c.overload_retry_after,
         max_engine_delay=c.max_engine_delay,
+        max_receive_delay=c.max_receive_delay,
     )
 
 

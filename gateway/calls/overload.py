@@ -5,11 +5,15 @@ Measured (bench/daemon_calls.py, docs/BENCHMARKS.md): the whole daemon carries
 above that. Refusing the excess at the edge with 503 + Retry-After, before
 PJSIP spends anything, kept admitted calls healthy at 1.5x and 2x a rate set
 below that capacity; shedding on the engine's intake delay alone does not.
-Besides the configured rate and concurrency, two signals say the node is
-behind: the event loop's lag, and the engine's intake delay — how long the
+Besides the configured rate and concurrency, three signals say the node is
+behind: the event loop's lag; the engine's intake delay — how long the
 oldest INVITE the edge passed to the engine has waited for the engine's first
 answer (the engine's queue, expressed as time: it rises at once when the
-engine stalls, and falls as soon as it catches up).
+engine stalls, and falls as soon as it catches up); and how long the INVITE
+itself sat in the edge's UDP receive queue. The last is the one that catches a
+node run past its capacity: its loop keeps turning (lag stays under 30 ms)
+while its sockets queue megabytes, so every later message of every admitted
+call waits behind the excess and their retransmission timers fire.
 Pure: `now`, the active call count and the delays are passed in.
 """
 
@@ -31,6 +35,8 @@ class OverloadLimits:
     retry_after: int
     max_engine_delay: float = 0.5
     """Seconds the oldest INVITE may wait for the engine before new calls are shed."""
+    max_receive_delay: float = 0.05
+    """Seconds a new INVITE may have waited in the edge's receive queue before it is shed."""
     remembered: int = 10_000
     """Recent INVITE transactions whose verdict is kept, so a retransmission gets the
     same answer (the edge is stateless) instead of spending a second token."""
@@ -50,10 +56,12 @@ class CallAdmission:
         active_calls: int,
         loop_lag: float,
         engine_delay: float = 0.0,
+        received_delay: float = 0.0,
         *,
         emergency: bool = False,
     ) -> str | None:
-        """None to admit, else why not (`rate`, `concurrent`, `lag`, `engine`); takes a token.
+        """None to admit, else why not (`rate`, `concurrent`, `lag`, `engine`, `queue`);
+        takes a token.
 
         An emergency call is held only to `max_concurrent` (the engine's capacity): it
         is never shed for rate or lag, and takes no token.
@@ -67,6 +75,8 @@ class CallAdmission:
             return "lag"
         if engine_delay > limits.max_engine_delay:
             return "engine"
+        if received_delay > limits.max_receive_delay:
+            return "queue"
         if self._updated is not None:
             elapsed = max(now - self._updated, 0.0)
             self._tokens = min(
@@ -159,6 +169,7 @@ class OverloadPolicy:
                     self._active_calls(),
                     self._loop_lag(),
                     self.intake.delay(now),
+                    request.waited,
                     emergency=self._emergency(request),
                 )
             else:

@@ -138,9 +138,9 @@ class SipConfig(Section):
     max_message_bytes: int = Field(default=65535, ge=1024, le=1_048_576)
     """Largest SIP message accepted; larger ones get 413 (UDP) or a closed connection."""
     udp_receive_buffer: int = Field(default=4 * 1024 * 1024, ge=65536, le=256 * 1024 * 1024)
-    """Socket receive buffer asked for each UDP listener, in bytes, so bursts are not
-    dropped by the kernel. Linux caps it at `net.core.rmem_max` unless the process
-    may force it (CAP_NET_ADMIN); raise that sysctl on busy nodes."""
+    """Socket receive buffer asked for each UDP listener and the engine's SIP socket, in
+    bytes, so bursts are not dropped by the kernel. Linux caps it at `net.core.rmem_max`
+    unless the process may force it (CAP_NET_ADMIN); raise that sysctl on busy nodes."""
     upstream: str | None = None
     """`host:port` (UDP) that admitted requests go to. Unset: the PJSIP engine.
     Tests point it at a SIPp UAS."""

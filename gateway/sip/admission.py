@@ -28,6 +28,9 @@ class AdmissionRequest:
     transaction: str = ""
     """Call-ID and top Via branch: the same for retransmissions of this request."""
     call_id: str = ""
+    waited: float = 0.0
+    """Seconds the request waited in the edge's receive queue before it was read: how
+    far behind the edge is (UDP only; 0.0 over TCP/TLS)."""
 
 
 @dataclass(frozen=True)

@@ -732,6 +732,7 @@ def _admission_request(
         identity={h: v for h in _IDENTITY_HEADERS if (v := request.headers.get(h))},
         transaction=f"{call}|{request.headers.get('Via')}",
         call_id=call,
+        waited=peer.waited(),
     )
 
 

@@ -8,8 +8,12 @@ handed to the error callback, and a stream that lost framing is closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import socket
 import ssl
+import struct
+import time
 from collections.abc import Callable
 from typing import NamedTuple, cast
 
@@ -19,7 +23,14 @@ from gateway.sip.limits import ParseLimits
 from gateway.sip.message import SipRequest, SipResponse, parse_message
 
 Address = tuple[str, int]
-_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux value; Python lacks the name
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux value; Python lacks the name
+_SIOCGSTAMP = 0x8906  # socket(7): kernel receive time of the last datagram read (timeval)
+_TIMEVAL = struct.Struct("@qq")
+
+
+def not_queued() -> float:
+    """`Peer.waited` where the wait cannot be known (streams, tests)."""
+    return 0.0
 
 
 class Peer(NamedTuple):
@@ -29,6 +40,9 @@ class Peer(NamedTuple):
     transport: str
     address: Address
     send: Callable[[bytes], None]
+    waited: Callable[[], float] = not_queued
+    """Seconds the message being handled sat in the kernel's receive queue before the
+    edge read it: how far behind the edge is (UDP; 0.0 where unknown)."""
 
 
 MessageHandler = Callable[[SipRequest | SipResponse, Peer], None]
@@ -46,16 +60,35 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         on_message: MessageHandler,
         on_error: ErrorHandler,
         gate: PacketGate,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._limits = limits
         self._on_message = on_message
         self._on_error = on_error
         self._gate = gate
+        self._wall_clock = wall_clock
+        self._fd = -1
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
         self.transport = cast(asyncio.DatagramTransport, transport)
+        self._fd = transport.get_extra_info("socket").fileno()
+        # The first SIOCGSTAMP turns on receive timestamps for the socket (an empty
+        # queue answers ENOENT); the kernel then stamps each datagram as it arrives.
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(self._fd, _SIOCGSTAMP, bytes(_TIMEVAL.size))
+
+    def waited(self) -> float:
+        """Seconds the datagram being handled waited in the socket before it was read
+        (one syscall: asked only for new calls, not per datagram)."""
+        try:
+            stamp: tuple[int, int] = _TIMEVAL.unpack(
+                fcntl.ioctl(self._fd, _SIOCGSTAMP, bytes(_TIMEVAL.size))
+            )
+        except OSError:
+            return 0.0
+        return max(self._wall_clock() - stamp[0] - stamp[1] / 1e6, 0.0)
 
     def sendto(self, payload: bytes, address: Address) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -69,7 +102,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         def send(payload: bytes) -> None:
             self.sendto(payload, address)
 
-        peer = Peer("udp", address, send)
+        peer = Peer("udp", address, send, self.waited)
         try:
             message = parse_message(data, self._limits)
         except SipParseError as exc:
@@ -193,7 +226,7 @@ async def open_udp(
         sock = transport.get_extra_info("socket")
         try:
             # Beyond net.core.rmem_max only with CAP_NET_ADMIN; else the capped size.
-            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, receive_buffer)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, receive_buffer)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     return transport

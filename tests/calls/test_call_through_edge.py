@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,6 +140,71 @@ async def test_twice_the_call_limit_gets_503s_and_no_failed_admitted_call(
         # Burst plus 10/s over ~3 s, with a little slack for timing.
         assert answered <= 5 + 10 * 4, answered
         assert daemon.metric_total("callgate_calls_finished_total") == answered  # none failed
+    finally:
+        if callee is not None:
+            callee.kill()
+        daemon.stop()
+
+
+def _queued_bytes(port: int) -> int:
+    """Bytes waiting in the receive queue of the UDP socket bound to `port`."""
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port:
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"no UDP socket on port {port}")
+
+
+async def test_invites_that_waited_in_the_edge_queue_get_503_and_later_calls_complete(
+    tmp_path: Path,
+) -> None:
+    """A node behind on its socket (here: stopped while INVITEs arrive) sheds the INVITEs
+    that waited too long with 503, whatever the rate limit says, and takes calls again
+    once it reads in time."""
+    callee_port = free_udp_port()
+    data_dir = tmp_path / "data"
+    # Lag shedding out of the way: after SIGCONT the lag probe reads the stop as lag.
+    calls = "max_new_per_second = 1000.0\nmax_receive_delay = 0.1\nmax_loop_lag = 60.0"
+    extra = trunk_to(callee_port, calls)
+    daemon = DaemonProcess(write_config(tmp_path / "c.toml", data_dir, extra=extra), data_dir)
+    callee = None
+    try:
+        daemon.wait_event("ready", timeout=30)
+        port = daemon.sip_port("udp")
+        callee = await start_sipp(
+            "callee", "call_uas_answer.xml", tmp_path, port=callee_port, timeout=60
+        )
+        daemon.signal(signal.SIGSTOP)
+        try:
+            late = await start_sipp(
+                "late",
+                "call_uac_overload.xml",
+                tmp_path,
+                remote=f"127.0.0.1:{port}",
+                args=("-s", "1234", "-r", "100", "-m", "4"),
+                timeout=30,
+            )
+            for _ in range(500):
+                if _queued_bytes(port):
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.25)  # the INVITEs wait in the kernel, less than SIP's T1
+        finally:
+            daemon.signal(signal.SIGCONT)
+        await late.finish(timeout=30)  # exit 0: every call answered or refused with 503
+        assert daemon.metric('callgate_calls_rejected_total{reason="queue"}') == 4
+        timely = await start_sipp(
+            "timely",
+            "call_uac_overload.xml",
+            tmp_path,
+            remote=f"127.0.0.1:{port}",
+            args=("-s", "1234", "-r", "10", "-m", "2"),
+            timeout=30,
+        )
+        await timely.finish(timeout=30)
+        assert daemon.metric('callgate_calls_finished_total{disposition="answered"}') == 2
+        assert daemon.metric_total("callgate_calls_rejected_total") == 4
+        assert daemon.metric_total("callgate_calls_finished_total") == 2  # none failed
     finally:
         if callee is not None:
             callee.kill()

@@ -140,6 +140,22 @@ def test_policy_sheds_while_the_engine_lags_and_recovers() -> None:
     assert rejected == ["engine", "engine_down"]
 
 
+def test_an_invite_that_waited_in_the_receive_queue_is_shed_without_a_token() -> None:
+    rejected: list[str] = []
+    limits = replace(LIMITS, max_receive_delay=0.05)
+    policy = OverloadPolicy(
+        AuthenticatedOnly(), CallAdmission(limits), lambda: 0, lambda: 0.0, rejected.append
+    )
+    late = replace(_invite("late"), waited=0.2)
+    assert policy.admit(late, 0.0) == Reject(503, "Service Unavailable", (("Retry-After", "7"),))
+    assert rejected == ["queue"]
+    # The shed INVITE spent no token: the whole burst is still there for calls read in time.
+    timely = [policy.admit(replace(_invite(f"c{n}"), waited=0.01), 0.0) for n in range(6)]
+    assert timely.count(Admit()) == LIMITS.burst
+    # An emergency call is held to capacity only, however late it was read.
+    assert CallAdmission(limits).check(0.0, 0, 0.0, 0.0, 0.2, emergency=True) is None
+
+
 def test_emergency_calls_are_never_shed_for_rate_or_lag_but_respect_capacity() -> None:
     rejected: list[str] = []
     active = [0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import os
 import socket
 import sys
 from typing import Any
@@ -37,7 +38,7 @@ def test_pypi_wheels_are_not_installed() -> None:
 
 
 async def test_engine_build_capabilities() -> None:
-    engine = PjsipEngine(_settings(), asyncio.get_running_loop())
+    engine = PjsipEngine(_settings(receive_buffer=3 << 20), asyncio.get_running_loop())
     info: EngineInfo = await engine.start()
     try:
         major, minor = (int(x) for x in info.version.split(".")[:2])
@@ -46,6 +47,8 @@ async def test_engine_build_capabilities() -> None:
         assert set(info.codecs) == REQUIRED_CODECS, info.codecs
         assert info.max_conf_ports >= 3 * 4096, info.max_conf_ports
         assert info.sip_port > 0
+        # The kernel reports twice the size asked for (its bookkeeping share).
+        assert _receive_buffer(info.sip_port) == 2 * (3 << 20)
         # More calls than the stock PJSUA_MAX_CALLS (32) can exist at once.
         placed = await engine.run(_place_calls(100))
         assert placed == 100
@@ -56,6 +59,19 @@ async def test_engine_build_capabilities() -> None:
     finally:
         await engine.stop()
     assert not engine.alive(0.0, 1.0)
+
+
+def _receive_buffer(port: int) -> int:
+    """SO_RCVBUF of this process's UDP socket bound to `port` (the engine's, here)."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # not a socket
+        with sock:
+            if sock.type == socket.SOCK_DGRAM and sock.getsockname()[1] == port:
+                return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    raise AssertionError(f"no UDP socket on port {port}")
 
 
 def _place_calls(count: int) -> Any:

@@ -1,0 +1,63 @@
+"""The UDP endpoint knows how long a datagram sat in the kernel before it was read.
+
+Overload control sheds new calls on it (`calls.max_receive_delay`): a node past its
+capacity keeps its event loop turning while its sockets queue megabytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from gateway.sip.limits import ParseLimits
+from gateway.sip.message import SipRequest, SipResponse
+from gateway.sip.transport import Peer, UdpEndpoint, open_udp
+
+OPTIONS = (
+    b"OPTIONS sip:gw@127.0.0.1 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-%d\r\n"
+    b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:gw@127.0.0.1>\r\n"
+    b"Call-ID: q-%d\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+async def _waits(hold: float, count: int) -> list[float]:
+    """Send `count` datagrams, keep the loop from reading them for `hold` seconds, and
+    return what `Peer.waited` said for each as the endpoint handled it."""
+    waits: list[float] = []
+    handled = asyncio.Event()
+
+    def on_message(_message: SipRequest | SipResponse, peer: Peer) -> None:
+        waits.append(peer.waited())
+        handled.set()
+
+    endpoint = UdpEndpoint(ParseLimits(), on_message, lambda *_: None, lambda _ip: True)
+    transport = await open_udp("127.0.0.1", 0, endpoint)
+    port = transport.get_extra_info("sockname")[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        # Linux switches timestamping on for the whole host a moment after the first
+        # socket asks: one datagram first, so the measured ones are stamped.
+        sender.sendto(OPTIONS % (0, 0), ("127.0.0.1", port))
+        await asyncio.wait_for(handled.wait(), 5.0)
+        waits.clear()
+        handled.clear()
+        for index in range(1, count + 1):
+            sender.sendto(OPTIONS % (index, index), ("127.0.0.1", port))
+        time.sleep(hold)  # noqa: ASYNC251 -- blocks the loop on purpose: datagrams wait in the kernel
+        while len(waits) < count:
+            await asyncio.wait_for(handled.wait(), 5.0)
+            handled.clear()
+    transport.close()
+    return waits
+
+
+async def test_a_datagram_read_late_reports_its_time_in_the_queue() -> None:
+    waits = await _waits(hold=0.05, count=3)
+    assert len(waits) == 3
+    assert all(0.05 <= wait < 2.0 for wait in waits), waits
+
+
+async def test_a_datagram_read_at_once_reports_almost_no_wait() -> None:
+    waits = await _waits(hold=0.0, count=1)
+    assert waits[0] < 0.05, waits
