@@ -76,6 +76,9 @@ class _Wire:
     def is_closing(self) -> bool:
         return False
 
+    def get_extra_info(self, _name: str, default: object = None) -> object:
+        return default  # no socket: the endpoint cannot read receive times
+
 
 def _edge() -> tuple[SipEdge, UdpEndpoint, _Wire]:
     config = SipConfig(

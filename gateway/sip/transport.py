@@ -73,7 +73,10 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
         self.transport = cast(asyncio.DatagramTransport, transport)
-        self._fd = transport.get_extra_info("socket").fileno()
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return  # a transport without a socket: `waited` stays 0.0
+        self._fd = sock.fileno()
         # The first SIOCGSTAMP turns on receive timestamps for the socket (an empty
         # queue answers ENOENT); the kernel then stamps each datagram as it arrives.
         with contextlib.suppress(OSError):
