@@ -35,7 +35,7 @@ class OverloadLimits:
     retry_after: int
     max_engine_delay: float = 0.5
     """Seconds the oldest INVITE may wait for the engine before new calls are shed."""
-    max_receive_delay: float = 0.05
+    max_receive_delay: float = 0.1
     """Seconds a new INVITE may have waited in the edge's receive queue before it is shed."""
     remembered: int = 10_000
     """Recent INVITE transactions whose verdict is kept, so a retransmission gets the

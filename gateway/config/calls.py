@@ -129,7 +129,7 @@ class CallsConfig(Section):
     """Seconds the oldest INVITE passed to the engine may wait for the engine's first
     answer (100 Trying or any other) before new calls are shed (the engine's queue,
     measured as time)."""
-    max_receive_delay: float = Field(default=0.05, gt=0)
+    max_receive_delay: float = Field(default=0.1, gt=0)
     """Seconds a new INVITE may have waited in the edge's UDP receive queue (kernel
     receive time to the edge reading it) before it is shed: the node is past its
     capacity and every admitted call's messages queue behind the excess."""

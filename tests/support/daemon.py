@@ -152,6 +152,16 @@ class DaemonProcess:
                 return float(value)
         return 0.0
 
+    def settled_metric(self, sample: str, expected: float, timeout: float = 5.0) -> float:
+        """`metric(sample)` once it equals `expected`, or its value when `timeout` runs out:
+        a call's end reaches the counters an instant after its last datagram."""
+        deadline = time.monotonic() + timeout
+        value = self.metric(sample)
+        while value != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+            value = self.metric(sample)
+        return value
+
     def metric_total(self, family: str) -> float:
         """The sum of a counter over all its labels, e.g. `callgate_calls_finished_total`."""
         return sum(
