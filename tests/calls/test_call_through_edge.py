@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.calls.peers import call_through, free_udp_port, start_sipp
+from tests.calls.peers import SippRun, call_through, free_udp_port, start_sipp
 from tests.support.daemon import DaemonProcess, write_config
 from tests.support.pjua_client import pjua_answer, run_pjua
 
@@ -178,16 +178,17 @@ async def test_invites_that_waited_in_the_edge_queue_get_503_and_later_calls_com
         callee = await start_sipp(
             "callee", "call_uas_answer.xml", tmp_path, port=callee_port, timeout=60
         )
+
+        async def caller(label: str, rate: int, calls: int) -> SippRun:
+            remote = f"127.0.0.1:{port}"
+            args = ("-s", "1234", "-r", str(rate), "-m", str(calls))
+            return await start_sipp(
+                label, "call_uac_overload.xml", tmp_path, remote=remote, args=args, timeout=30
+            )
+
         daemon.signal(signal.SIGSTOP)
         try:
-            late = await start_sipp(
-                "late",
-                "call_uac_overload.xml",
-                tmp_path,
-                remote=f"127.0.0.1:{port}",
-                args=("-s", "1234", "-r", "100", "-m", "4"),
-                timeout=30,
-            )
+            late = await caller("late", 100, 4)
             for _ in range(500):
                 if _queued_bytes(port):
                     break
@@ -197,15 +198,7 @@ async def test_invites_that_waited_in_the_edge_queue_get_503_and_later_calls_com
             daemon.signal(signal.SIGCONT)
         await late.finish(timeout=30)  # exit 0: every call answered or refused with 503
         assert daemon.metric('callgate_calls_rejected_total{reason="queue"}') == 4
-        timely = await start_sipp(
-            "timely",
-            "call_uac_overload.xml",
-            tmp_path,
-            remote=f"127.0.0.1:{port}",
-            args=("-s", "1234", "-r", "10", "-m", "2"),
-            timeout=30,
-        )
-        await timely.finish(timeout=30)
+        await (await caller("timely", 10, 2)).finish(timeout=30)
         answered = 'callgate_calls_finished_total{disposition="answered"}'
         assert await asyncio.to_thread(daemon.settled_metric, answered, 2) == 2
         assert daemon.metric_total("callgate_calls_rejected_total") == 4
