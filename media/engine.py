@@ -453,7 +453,8 @@ def _LogWriter(pj: Any, level: int) -> Any:
 def _receive_buffer_options(pj: Any, size: int) -> Any:
     """Socket options for a receive buffer of `size` bytes: SO_RCVBUF (capped at
     net.core.rmem_max), then SO_RCVBUFFORCE, which goes past the cap where the process
-    may (CAP_NET_ADMIN) and otherwise fails, which pjsua ignores, keeping the first."""
+    may (CAP_NET_ADMIN); where it may not, PJSIP's UDP transport logs the failure at
+    level 4 and keeps the first."""
     params = pj.SockOptParams()
     options = pj.SockOptVector()
     for name in (socket.SO_RCVBUF, SO_RCVBUFFORCE):

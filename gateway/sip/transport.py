@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple, cast
 
+from gateway.logs import get_logger
 from gateway.sip.errors import SipParseError
 from gateway.sip.framing import StreamFramer, is_keepalive
 from gateway.sip.limits import ParseLimits
 from gateway.sip.message import SipRequest, SipResponse, parse_message
 
+_log = get_logger("sip.transport")
 Address = tuple[str, int]
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux value; Python lacks the name
 _SIOCGSTAMP = 0x8906  # socket(7): kernel receive time of the last datagram read (timeval)
@@ -60,13 +62,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         on_message: MessageHandler,
         on_error: ErrorHandler,
         gate: PacketGate,
-        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._limits = limits
         self._on_message = on_message
         self._on_error = on_error
         self._gate = gate
-        self._wall_clock = wall_clock
         self._fd = -1
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -91,7 +91,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             )
         except OSError:
             return 0.0
-        return max(self._wall_clock() - stamp[0] - stamp[1] / 1e6, 0.0)
+        return max(time.time() - stamp[0] - stamp[1] / 1e6, 0.0)
 
     def sendto(self, payload: bytes, address: Address) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -232,6 +232,17 @@ async def open_udp(
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, receive_buffer)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        # Linux reports twice what it grants (the other half is its bookkeeping).
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        if granted < receive_buffer:
+            _log.warning(
+                "udp_receive_buffer_capped",
+                listener=f"{host}:{port}",
+                asked=receive_buffer,
+                granted=granted,
+                hint=f"set sysctl net.core.rmem_max >= {receive_buffer} (or run with "
+                "CAP_NET_ADMIN): a small buffer drops SIP datagrams in bursts",
+            )
     return transport
 
 

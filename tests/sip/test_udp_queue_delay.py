@@ -1,4 +1,5 @@
-"""The UDP endpoint knows how long a datagram sat in the kernel before it was read.
+"""The UDP endpoint knows how long a datagram sat in the kernel before it was read, and
+says when the kernel would not give its socket the receive buffer asked for.
 
 Overload control sheds new calls on it (`calls.max_receive_delay`): a node past its
 capacity keeps its event loop turning while its sockets queue megabytes.
@@ -9,7 +10,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from pathlib import Path
 
+import pytest
+import structlog
+
+from gateway.sip import transport as transport_module
 from gateway.sip.limits import ParseLimits
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.transport import Peer, UdpEndpoint, open_udp
@@ -61,3 +67,32 @@ async def test_a_datagram_read_late_reports_its_time_in_the_queue() -> None:
 async def test_a_datagram_read_at_once_reports_almost_no_wait() -> None:
     waits = await _waits(hold=0.0, count=1)
     assert waits[0] < 0.05, waits
+
+
+def _rmem_max() -> int:
+    return int(Path("/proc/sys/net/core/rmem_max").read_text())
+
+
+async def test_a_receive_buffer_capped_by_the_kernel_is_logged_with_the_sysctl_to_raise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As root SO_RCVBUFFORCE would grant any size: make it fail, as it does without
+    # CAP_NET_ADMIN, so the size falls back to SO_RCVBUF, capped at net.core.rmem_max.
+    monkeypatch.setattr(transport_module, "SO_RCVBUFFORCE", -1)
+    cap = _rmem_max()
+    endpoint = UdpEndpoint(ParseLimits(), lambda *_: None, lambda *_: None, lambda _ip: True)
+    with structlog.testing.capture_logs() as logs:
+        transport = await open_udp("127.0.0.1", 0, endpoint, receive_buffer=cap + 65536)
+    transport.close()
+    (warning,) = [entry for entry in logs if entry["event"] == "udp_receive_buffer_capped"]
+    assert warning["asked"] == cap + 65536
+    assert warning["granted"] == cap
+    assert f"net.core.rmem_max >= {cap + 65536}" in warning["hint"]
+
+
+async def test_a_granted_receive_buffer_logs_nothing() -> None:
+    endpoint = UdpEndpoint(ParseLimits(), lambda *_: None, lambda *_: None, lambda _ip: True)
+    with structlog.testing.capture_logs() as logs:
+        transport = await open_udp("127.0.0.1", 0, endpoint, receive_buffer=1 << 20)
+    transport.close()
+    assert not [entry for entry in logs if entry["event"] == "udp_receive_buffer_capped"]
