@@ -84,7 +84,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def waited(self) -> float:
         """Seconds the datagram being handled waited in the socket before it was read
-        (one syscall: asked only for new calls, not per datagram)."""
+        (one syscall: asked only for requests admission policy sees, not per datagram)."""
         try:
             stamp: tuple[int, int] = _TIMEVAL.unpack(
                 fcntl.ioctl(self._fd, _SIOCGSTAMP, bytes(_TIMEVAL.size))
