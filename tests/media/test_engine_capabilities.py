@@ -69,7 +69,8 @@ def _receive_buffer(port: int) -> int:
         except OSError:
             continue  # not a socket
         with sock:
-            if sock.type == socket.SOCK_DGRAM and sock.getsockname()[1] == port:
+            inet = sock.family in (socket.AF_INET, socket.AF_INET6)
+            if inet and sock.type == socket.SOCK_DGRAM and sock.getsockname()[1] == port:
                 return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     raise AssertionError(f"no UDP socket on port {port}")
 
