@@ -59,14 +59,14 @@ async def _waits(hold: float, count: int) -> list[float]:
 
 
 async def test_a_datagram_read_late_reports_its_time_in_the_queue() -> None:
-    waits = await _waits(hold=0.05, count=3)
+    waits = await _waits(hold=0.2, count=3)
     assert len(waits) == 3
-    assert all(0.05 <= wait < 2.0 for wait in waits), waits
+    assert all(0.2 <= wait < 2.0 for wait in waits), waits
 
 
 async def test_a_datagram_read_at_once_reports_almost_no_wait() -> None:
     waits = await _waits(hold=0.0, count=1)
-    assert waits[0] < 0.05, waits
+    assert waits[0] < 0.15, waits  # a loop turn, with room for a busy CI machine
 
 
 def _rmem_max() -> int:
