@@ -235,9 +235,10 @@ async def open_udp(
         # Linux reports twice what it grants (the other half is its bookkeeping).
         granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
         if granted < receive_buffer:
+            bound = transport.get_extra_info("sockname")  # the port bound, also for port 0
             _log.warning(
                 "udp_receive_buffer_capped",
-                listener=f"{host}:{port}",
+                listener=f"{bound[0]}:{bound[1]}",
                 asked=receive_buffer,
                 granted=granted,
                 hint=f"set sysctl net.core.rmem_max >= {receive_buffer} (or run with "

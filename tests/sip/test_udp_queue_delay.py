@@ -83,8 +83,10 @@ async def test_a_receive_buffer_capped_by_the_kernel_is_logged_with_the_sysctl_t
     endpoint = UdpEndpoint(ParseLimits(), lambda *_: None, lambda *_: None, lambda _ip: True)
     with structlog.testing.capture_logs() as logs:
         transport = await open_udp("127.0.0.1", 0, endpoint, receive_buffer=cap + 65536)
+    port = transport.get_extra_info("sockname")[1]
     transport.close()
     (warning,) = [entry for entry in logs if entry["event"] == "udp_receive_buffer_capped"]
+    assert warning["listener"] == f"127.0.0.1:{port}"  # the port bound, not the 0 asked for
     assert warning["asked"] == cap + 65536
     assert warning["granted"] == cap
     assert f"net.core.rmem_max >= {cap + 65536}" in warning["hint"]
