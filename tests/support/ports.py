@@ -6,6 +6,7 @@ peer binds it (a small race, acceptable for tests and benchmarks).
 
 from __future__ import annotations
 
+import random
 import socket
 
 
@@ -24,13 +25,17 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
     return _free_port(socket.SOCK_STREAM, host)
 
 
+_MEDIA_BASES = range(10_000, 20_000 - 3, 2)
+"""Below the engine's default RTP range (20000-39999) and the kernel's ephemeral ports
+(32768-60999 on Linux): a base picked there cannot be taken by a socket some process
+binds to port 0, or by an engine's RTP, before SIPp binds it (CI saw both)."""
+
+
 def free_media_port(host: str = "127.0.0.1") -> int:
     """A base for SIPp's `-mp`: SIPp binds the base and base+2 (audio and video RTP, with
     their RTCP at +1 and +3), so all four must be free, not just the first."""
     for _ in range(100):
-        base = free_udp_port(host)
-        if base % 2 or base > 65531:
-            continue
+        base = random.choice(_MEDIA_BASES)
         probes = []
         try:
             for offset in range(4):
