@@ -164,6 +164,8 @@ async def test_caller_and_callee_legs_take_rtp_ports_of_their_own_accounts(
         assert media, invite
         # Default [media]: 20000 ports from 20000; the one outbound trunk has the upper half.
         assert 30000 <= int(media.group(1)) < 40000, invite
+        # One audio stream only: pjsua's default also offers T.140 text (another port pair).
+        assert re.findall(r"^m=(\w+) ", invite, re.MULTILINE) == ["audio"], invite
     assert not [line for line in daemon.lines if "bind() at" in line], "".join(daemon.lines)
 
 
