@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from gateway.logs import get_logger
 from gateway.sip.transport import SO_RCVBUFFORCE
 from media.b2bua import B2bua
+from media.call_channel import WAKE, EngineEnd
 from media.events import CallCommand, CallEvent, EngineStopped
 from media.rtp_ports import plan_ports
 from media.session_timer import SessionTimer
@@ -94,9 +95,6 @@ CallHandler = Callable[[Sequence[CallEvent]], None]
 RegistrationHandler = Callable[[TrunkRegistration], None]
 """Receives trunk registration changes on the asyncio loop."""
 _QueueItem = tuple[Command, "asyncio.Future[Any]"] | CallCommand | None
-# Sent to the engine's own SIP port to end a libHandleEvents() wait when a command
-# is queued: pjsip drops a datagram of bare CRLF (a keep-alive) before parsing.
-_WAKE = b"\r\n\r\n"
 # How long shutdown waits for hung-up calls to finish their transactions.
 _SHUTDOWN_DRAIN_S = 1.0
 
@@ -104,9 +102,17 @@ _SHUTDOWN_DRAIN_S = 1.0
 class PjsipEngine:
     """Owns the pjsua2 Endpoint and the thread it lives on."""
 
-    def __init__(self, settings: EngineSettings, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        loop: asyncio.AbstractEventLoop,
+        channel: EngineEnd | None = None,
+    ) -> None:
         self.settings = settings
         self._loop = loop
+        self._channel = channel
+        """The calls' channel to the parent process (media/call_channel.py), if any."""
+        self._channel_attached = False
         self._commands: queue.SimpleQueue[_QueueItem] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._started: asyncio.Future[EngineInfo] = loop.create_future()
@@ -127,6 +133,13 @@ class PjsipEngine:
     def attach_calls(self, handler: CallHandler) -> None:
         """Hand incoming calls to `handler` (call control). Without one they get 503."""
         self._call_handler = handler
+
+    def attach_channel(self) -> None:
+        """Hand incoming calls to call control in the parent process: event batches leave
+        through the channel from the engine thread itself, commands arrive the same way."""
+        if self._channel is None:
+            raise EngineError("this engine has no call channel")
+        self._channel_attached = True
 
     def attach_registrations(self, handler: RegistrationHandler) -> None:
         """Hand trunk registration changes to `handler` (logs and metrics)."""
@@ -157,7 +170,7 @@ class PjsipEngine:
             return  # a wake-up is already on its way; the engine drains the whole queue
         self._wake_pending.set()
         with contextlib.suppress(OSError):  # then the command waits for the next poll
-            self._wake_socket.sendto(_WAKE, self._wake_address)
+            self._wake_socket.sendto(WAKE, self._wake_address)
 
     async def start(self, timeout: float = 30.0) -> EngineInfo:
         """Start the engine thread and wait until pjsua is running."""
@@ -316,7 +329,7 @@ class PjsipEngine:
             rtp_port_range=s.rtp_port_range,
             session_timer=s.session_timer,
             emit=self._events.append,
-            has_call_control=lambda: self._call_handler is not None,
+            has_call_control=lambda: self._call_handler is not None or self._channel_attached,
         )
         ioqueue = next(
             (m.group(1) for line in writer.lines if (m := _IOQUEUE_LOG.search(line))), "unknown"
@@ -362,6 +375,9 @@ class PjsipEngine:
                     raise
                 else:
                     self._resolve(future, result, None)
+            if self._channel is not None:
+                for call_command in self._channel.commands():
+                    b2bua.execute(call_command)
             b2bua.reap()
             self._flush_events()
 
@@ -388,11 +404,17 @@ class PjsipEngine:
                 self._loop.call_soon_threadsafe(handler, event)
 
     def _flush_events(self) -> None:
-        """Hand this loop turn's call events to asyncio in one wake-up."""
+        """Hand this loop turn's call events to asyncio in one wake-up (or one message)."""
+        channel = self._channel if self._channel_attached else None
+        if channel is not None:
+            channel.retry()
         handler = self._call_handler
         if not self._events:
             return
         batch, self._events[:] = list(self._events), []
+        if channel is not None:
+            channel.send_events(batch)
+            return
         if handler is None:
             return
 

@@ -9,9 +9,11 @@ their SIP timers fired, with little CPU used. A child process has its own GIL
 down with it: call control sees `EngineStopped` and `/readyz` turns red).
 
 The child runs a `PjsipEngine` on its own asyncio loop. Parent and child speak
-length-prefixed pickles over a socketpair: call commands and `run()` requests
-in; call-event batches, `run()` results and heartbeats out. Commands are the
-frozen dataclasses of media/events.py, so nothing else has to change.
+length-prefixed pickles over a socketpair: `run()` requests in; `run()`
+results, registration changes and heartbeats out. Call commands and call-event
+batches, the frozen dataclasses of media/events.py, take a second socket pair
+that the engine thread serves itself (media/call_channel.py), so a call's
+set-up does not wait for the child's loop.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import uvloop
 
 from gateway.config.models import LoggingConfig
 from gateway.logs import configure_logging, get_logger
+from media.call_channel import EngineEnd, ParentEnd, channel_pair
 from media.engine import (
     CallHandler,
     EngineError,
@@ -91,6 +94,7 @@ class EngineProcess:
         """When the child last said its engine thread beats (parent's monotonic clock)."""
         self._process: BaseProcess | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._calls: ParentEnd | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._started: asyncio.Future[EngineInfo] = loop.create_future()
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -122,7 +126,8 @@ class EngineProcess:
 
     def submit(self, command: CallCommand) -> None:
         """Send a call command to the engine (fire and forget; results come as events)."""
-        self._send(("cmd", command))
+        if self._calls is not None and not self._stopping and self.failure is None:
+            self._calls.submit(command)
 
     def run(self, command: Callable[[Any], T]) -> asyncio.Future[T]:
         """Run `command(endpoint)` in the child; it must pickle (a module-level function
@@ -148,16 +153,19 @@ class EngineProcess:
     async def start(self, timeout: float = 30.0) -> EngineInfo:
         """Start the child and wait until its pjsua is running."""
         parent_sock, child_sock = socket.socketpair()
+        calls_parent, calls_child = channel_pair()
         context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
         process = context.Process(
             target=_child_main,
-            args=(self.settings, self._logging, child_sock),
+            args=(self.settings, self._logging, child_sock, calls_child),
             name="callgate-engine",
             daemon=True,
         )
         process.start()
         child_sock.close()
+        calls_child.close()
         self._process = process
+        self._calls = ParentEnd(calls_parent, self._loop, self._deliver)
         reader, self._writer = await asyncio.open_connection(sock=parent_sock)
         self._reader_task = asyncio.create_task(self._read(reader))
         if self._call_handler is not None:
@@ -168,6 +176,7 @@ class EngineProcess:
             self.info = await asyncio.wait_for(asyncio.shield(self._started), timeout)
         except TimeoutError:
             raise EngineError(f"PJSIP engine did not start within {timeout:.0f} s") from None
+        self._calls.wake_engine_at(self.info.sip_host, self.info.sip_port)
         self.last_heartbeat = time.monotonic()
         return self.info
 
@@ -200,6 +209,8 @@ class EngineProcess:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._calls is not None:
+            self._calls.close()
 
     # --- parent side of the channel -------------------------------------------
 
@@ -210,9 +221,7 @@ class EngineProcess:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while (message := await _read_frame(reader)) is not None:
             kind = message[0]
-            if kind == "events":
-                self._deliver(message[1])
-            elif kind == "registration":
+            if kind == "registration":
                 if self._registration_handler is not None:
                     self._registration_handler(message[1])
             elif kind == "beat":
@@ -251,6 +260,9 @@ class EngineProcess:
         if process is not None:
             await asyncio.to_thread(process.join, _KILL_AFTER_S)  # reap it: its exit code
         code = process.exitcode if process is not None else None
+        if self._calls is not None:
+            self._calls.read()  # the engine's last batches, its EngineStopped among them
+            self._calls.close()
         if not self._stopping and self.failure is None:
             self.failure = f"engine process exited (exit code {code})"
             _log.error("engine_process_died", exit_code=code)
@@ -269,7 +281,12 @@ class EngineProcess:
 # --- child side --------------------------------------------------------------------
 
 
-def _child_main(settings: EngineSettings, logging: LoggingConfig, sock: socket.socket) -> None:
+def _child_main(
+    settings: EngineSettings,
+    logging: LoggingConfig,
+    sock: socket.socket,
+    calls: socket.socket,
+) -> None:
     # The parent owns the node's lifecycle: it drains calls on SIGTERM and then
     # tells us to stop; a signal to the whole process group must not cut in.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -277,10 +294,10 @@ def _child_main(settings: EngineSettings, logging: LoggingConfig, sock: socket.s
     configure_logging(logging)
     # The daemon's loop: the child's own work is moving event batches and commands
     # between the engine thread and the parent, where uvloop's wake-ups and I/O are cheaper.
-    uvloop.run(_serve_child(settings, sock))
+    uvloop.run(_serve_child(settings, sock, calls))
 
 
-async def _serve_child(settings: EngineSettings, sock: socket.socket) -> None:
+async def _serve_child(settings: EngineSettings, sock: socket.socket, calls: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     reader, writer = await asyncio.open_connection(sock=sock)
 
@@ -288,7 +305,7 @@ async def _serve_child(settings: EngineSettings, sock: socket.socket) -> None:
         if not writer.is_closing():
             writer.write(_frame(message))
 
-    engine = PjsipEngine(settings, loop)
+    engine = PjsipEngine(settings, loop, channel=EngineEnd(calls))
     try:
         info = await engine.start()
     except EngineError as exc:
@@ -301,10 +318,8 @@ async def _serve_child(settings: EngineSettings, sock: socket.socket) -> None:
     try:
         while (message := await _read_frame(reader)) is not None:
             kind = message[0]
-            if kind == "cmd":
-                engine.submit(message[1])
-            elif kind == "attach":
-                engine.attach_calls(lambda batch: send(("events", list(batch))))
+            if kind == "attach":
+                engine.attach_channel()
             elif kind == "attach_registrations":
                 engine.attach_registrations(lambda event: send(("registration", event)))
             elif kind in ("run", "route_through_edge"):

@@ -1,0 +1,233 @@
+"""The calls' own channel between the daemon and the engine thread in its child process.
+
+Call commands and call events are the hot path of every call set-up: the
+CallOffered event goes out, the PlaceCallee command comes back. Through the
+child's asyncio loop each of them took two extra wake-ups (engine thread ->
+child loop -> parent, parent -> child loop -> engine thread), and the child's
+main thread competed with the engine thread for the child's GIL. Here the
+engine thread itself reads commands and writes events on an AF_UNIX
+SOCK_SEQPACKET socket pair: one message per batch, boundaries kept by the
+kernel, no framing, and end of stream when either side goes.
+
+The parent wakes the engine the way an in-process submit does: a datagram of
+bare CRLF to the engine's SIP port ends its poll (PJSIP drops it unparsed).
+The rest of the child's traffic (requests, results, heartbeats, registration
+changes) stays on the child's stream channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pickle
+import socket
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from gateway.logs import get_logger
+from media.events import CallCommand, CallEvent
+
+_log = get_logger("engine.channel")
+
+# A message is one pickled batch; larger batches are split so a receiver's buffer fits any.
+MAX_MESSAGE = 64 * 1024
+# Socket buffers: a parent busy for a moment must not make the engine thread wait.
+_BUFFER = 4 * 1024 * 1024
+# Ends an engine's libHandleEvents() wait; PJSIP drops a bare-CRLF datagram (keep-alive).
+WAKE = b"\r\n\r\n"
+
+
+def channel_pair() -> tuple[socket.socket, socket.socket]:
+    """(parent end, child end), both with buffers sized for bursts."""
+    pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for sock in pair:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
+    return pair
+
+
+def encode(items: Sequence[object]) -> list[bytes]:
+    """`items` as one pickled message, or several when one would exceed MAX_MESSAGE."""
+    data = pickle.dumps(list(items), protocol=pickle.HIGHEST_PROTOCOL)
+    if len(data) <= MAX_MESSAGE:
+        return [data]
+    if len(items) == 1:
+        raise ValueError(f"one call message pickles to {len(data)} bytes")
+    half = len(items) // 2
+    return encode(items[:half]) + encode(items[half:])
+
+
+def decode(message: bytes) -> list[object]:
+    items = pickle.loads(message)  # noqa: S301 - our own peer on a private socket pair
+    if not isinstance(items, list):
+        raise TypeError(f"call channel message is a {type(items).__name__}, not a list")
+    return items
+
+
+def _decoded(message: bytes) -> list[object]:
+    """`decode`, or nothing (logged) for a message that does not decode: one bad message
+    must not end the engine thread or the daemon's reader."""
+    try:
+        return decode(message)
+    except Exception as exc:  # noqa: BLE001 - unpickling raises nearly anything
+        _log.error("call_channel_bad_message", error=str(exc), kind=type(exc).__name__)
+        return []
+
+
+class _Outbox:
+    """Messages a non-blocking socket could not take yet, sent in order later."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.waiting: deque[bytes] = deque()
+
+    def send(self, messages: list[bytes]) -> None:
+        self.waiting.extend(messages)
+        self.flush()
+
+    def flush(self) -> None:
+        """Send what the socket takes now; raises OSError other than a full buffer."""
+        while self.waiting:
+            try:
+                self.sock.send(self.waiting[0])
+            except BlockingIOError:
+                return
+            self.waiting.popleft()
+
+
+class EngineEnd:
+    """The child's end, used only on the engine thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._outbox = _Outbox(sock)
+        self.closed = False
+
+    def commands(self) -> list[CallCommand]:
+        """Every command that arrived since the last call (no waiting)."""
+        received: list[CallCommand] = []
+        while not self.closed:
+            try:
+                message = self._outbox.sock.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                break
+            except OSError:
+                message = b""
+            if not message:
+                self.closed = True  # the parent went; the stream channel ends the child
+                break
+            received.extend(_decoded(message))  # type: ignore[arg-type]
+        return received
+
+    def send_events(self, batch: Sequence[CallEvent]) -> None:
+        """Queue `batch` for the parent; what the socket cannot take now goes on the next turn."""
+        if self.closed:
+            return
+        try:
+            self._outbox.send(encode(batch))
+        except OSError as exc:
+            self.closed = True
+            _log.warning("call_channel_closed", error=str(exc))
+
+    def retry(self) -> None:
+        """Send events a full buffer held back (called every engine loop turn)."""
+        if self._outbox.waiting and not self.closed:
+            self.send_events(())
+
+    def close(self) -> None:
+        self.closed = True
+        self._outbox.sock.close()
+
+
+class ParentEnd:
+    """The daemon's end, on its asyncio loop."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[list[CallEvent]], None],
+    ) -> None:
+        sock.setblocking(False)
+        self._outbox = _Outbox(sock)
+        self._loop = loop
+        self._deliver = deliver
+        self._pending: list[CallCommand] = []
+        self._wake_socket: socket.socket | None = None
+        self._wake_address: tuple[str, int] | None = None
+        self._writing = False
+        self.closed = False
+        loop.add_reader(sock.fileno(), self.read)
+
+    def wake_engine_at(self, host: str, port: int) -> None:
+        """Where the engine's SIP socket listens (known once it started)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._wake_socket = socket.socket(family, socket.SOCK_DGRAM)
+        self._wake_socket.setblocking(False)
+        self._wake_address = (host, port)
+
+    def submit(self, command: CallCommand) -> None:
+        """Send `command` at the end of this loop turn, with the turn's others in one message."""
+        if self.closed:
+            return
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(command)
+
+    def _flush(self) -> None:
+        commands, self._pending = self._pending, []
+        if self.closed or not commands:
+            return
+        try:
+            self._outbox.send(encode(commands))
+        except OSError as exc:
+            _log.warning("call_channel_closed", error=str(exc))
+            self.close()
+            return
+        if self._outbox.waiting and not self._writing:
+            self._writing = True
+            self._loop.add_writer(self._outbox.sock.fileno(), self._drain)
+        self._wake()
+
+    def _drain(self) -> None:
+        try:
+            self._outbox.flush()
+        except OSError:
+            self.close()
+            return
+        if not self._outbox.waiting:
+            self._writing = False
+            self._loop.remove_writer(self._outbox.sock.fileno())
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_socket is not None and self._wake_address is not None:
+            with contextlib.suppress(OSError):  # then the commands wait for the next poll
+                self._wake_socket.sendto(WAKE, self._wake_address)
+
+    def read(self) -> None:
+        """Deliver every event batch waiting on the socket (also called once the child ended)."""
+        while not self.closed:
+            try:
+                message = self._outbox.sock.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = b""
+            if not message:
+                self.close()
+                return
+            if batch := _decoded(message):
+                self._deliver(batch)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        sock = self._outbox.sock
+        self._loop.remove_reader(sock.fileno())
+        if self._writing:
+            self._loop.remove_writer(sock.fileno())
+        sock.close()
+        if self._wake_socket is not None:
+            self._wake_socket.close()

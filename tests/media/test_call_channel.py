@@ -1,0 +1,159 @@
+"""The calls' channel between the daemon and the engine thread, over a real socket pair."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from media.call_channel import (
+    MAX_MESSAGE,
+    WAKE,
+    EngineEnd,
+    ParentEnd,
+    channel_pair,
+    decode,
+    encode,
+)
+from media.events import CallCommand, CallEnded, CallEvent, Party, PlaceCallee, ReleaseCall
+
+
+def _place(call: int) -> PlaceCallee:
+    return PlaceCallee(call=call, target=f"sip:{call}@127.0.0.1", caller_uri="sip:a@127.0.0.1")
+
+
+def _ended(call: int) -> CallEnded:
+    return CallEnded(
+        call=call,
+        at=1.0,
+        ended_by=Party.CALLER,
+        status=200,
+        reason="Normal",
+        caller_codec="PCMU",
+        callee_codec="PCMU",
+    )
+
+
+def test_a_batch_too_large_for_one_message_is_split_and_keeps_its_order() -> None:
+    batch = [_place(n) for n in range(3000)]
+    messages = encode(batch)
+    assert len(messages) > 1
+    assert all(len(message) <= MAX_MESSAGE for message in messages)
+    assert [item for message in messages for item in decode(message)] == batch
+
+
+def test_a_message_that_is_not_a_list_is_refused() -> None:
+    with pytest.raises(TypeError):
+        decode(b"\x80\x05K\x01.")  # pickled int
+
+
+async def test_commands_reach_the_engine_end_in_one_message_per_loop_turn_with_a_wake_up() -> None:
+    loop = asyncio.get_running_loop()
+    parent_sock, child_sock = channel_pair()
+    engine_sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    engine_sip.bind(("127.0.0.1", 0))
+    engine_sip.setblocking(False)
+    parent = ParentEnd(parent_sock, loop, lambda batch: None)
+    engine = EngineEnd(child_sock)
+    try:
+        parent.wake_engine_at(*engine_sip.getsockname())
+        commands: list[CallCommand] = [_place(1), ReleaseCall(call=2, status=486, reason="Busy")]
+        for command in commands:
+            parent.submit(command)
+        assert engine.commands() == []  # sent at the end of the loop turn, not per command
+        await asyncio.sleep(0)
+        assert engine.commands() == commands
+        assert await loop.sock_recv(engine_sip, 64) == WAKE
+        assert engine.commands() == []
+    finally:
+        parent.close()
+        engine.close()
+        engine_sip.close()
+
+
+async def test_events_from_the_engine_end_are_delivered_in_order() -> None:
+    loop = asyncio.get_running_loop()
+    parent_sock, child_sock = channel_pair()
+    delivered: list[CallEvent] = []
+    got_all = loop.create_future()
+
+    def deliver(batch: list[CallEvent]) -> None:
+        delivered.extend(batch)
+        if len(delivered) == 5 and not got_all.done():
+            got_all.set_result(None)
+
+    parent = ParentEnd(parent_sock, loop, deliver)
+    engine = EngineEnd(child_sock)
+    try:
+        engine.send_events([_ended(1), _ended(2)])
+        engine.send_events([_ended(3)])
+        engine.send_events([_ended(4), _ended(5)])
+        await asyncio.wait_for(got_all, 5)
+        assert [event.call for event in delivered if isinstance(event, CallEnded)] == [
+            1,
+            2,
+            3,
+            4,
+            5,
+        ]
+    finally:
+        parent.close()
+        engine.close()
+
+
+async def test_events_a_full_socket_holds_back_go_on_a_later_turn_in_order() -> None:
+    loop = asyncio.get_running_loop()
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    child_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # fills after a few
+    engine = EngineEnd(child_sock)
+    delivered: list[CallEvent] = []
+    try:
+        for call in range(200):
+            engine.send_events([_ended(call)])
+        assert engine._outbox.waiting  # the parent has not read: some are held back
+        parent = ParentEnd(parent_sock, loop, delivered.extend)
+        while engine._outbox.waiting or len(delivered) < 200:
+            engine.retry()
+            await asyncio.sleep(0)  # the parent's reader runs
+        assert [event.call for event in delivered if isinstance(event, CallEnded)] == list(
+            range(200)
+        )
+        parent.close()
+    finally:
+        engine.close()
+
+
+def test_a_bad_message_is_dropped_and_the_next_ones_still_arrive() -> None:
+    parent_sock, child_sock = channel_pair()
+    engine = EngineEnd(child_sock)
+    try:
+        parent_sock.send(b"not a pickle")
+        parent_sock.send(encode([_place(7)])[0])
+        assert engine.commands() == [_place(7)]
+    finally:
+        engine.close()
+        parent_sock.close()
+
+
+def test_the_engine_end_sees_the_parent_go() -> None:
+    parent_sock, child_sock = channel_pair()
+    engine = EngineEnd(child_sock)
+    parent_sock.close()
+    assert engine.commands() == []
+    assert engine.closed
+    engine.send_events([_ended(1)])  # nobody listens: dropped, no error
+    engine.close()
+
+
+async def test_the_parent_end_reads_what_is_left_when_the_engine_goes() -> None:
+    loop = asyncio.get_running_loop()
+    parent_sock, child_sock = channel_pair()
+    delivered: list[CallEvent] = []
+    parent = ParentEnd(parent_sock, loop, delivered.extend)
+    engine = EngineEnd(child_sock)
+    engine.send_events([_ended(9)])
+    engine.close()
+    parent.read()
+    assert [event.call for event in delivered if isinstance(event, CallEnded)] == [9]
+    assert parent.closed
