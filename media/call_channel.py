@@ -74,10 +74,12 @@ def _decoded(message: bytes) -> list[object]:
         return []
 
 
-class _Outbox:
-    """Messages a non-blocking socket could not take yet, sent in order later."""
+class _Channel:
+    """One end: a non-blocking SOCK_SEQPACKET socket. Messages it cannot take yet wait
+    here and go, in order, on a later `flush`."""
 
     def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
         self.sock = sock
         self.waiting: deque[bytes] = deque()
 
@@ -94,49 +96,55 @@ class _Outbox:
                 return
             self.waiting.popleft()
 
+    def receive(self) -> tuple[list[object], bool]:
+        """The items of every message waiting now, and whether the peer is gone."""
+        items: list[object] = []
+        while True:
+            try:
+                message = self.sock.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return items, False
+            except OSError:
+                return items, True
+            if not message:
+                return items, True
+            items.extend(_decoded(message))
+
 
 class EngineEnd:
     """The child's end, used only on the engine thread."""
 
     def __init__(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        self._outbox = _Outbox(sock)
+        self._channel = _Channel(sock)
         self.closed = False
 
     def commands(self) -> list[CallCommand]:
         """Every command that arrived since the last call (no waiting)."""
-        received: list[CallCommand] = []
-        while not self.closed:
-            try:
-                message = self._outbox.sock.recv(MAX_MESSAGE)
-            except BlockingIOError:
-                break
-            except OSError:
-                message = b""
-            if not message:
-                self.closed = True  # the parent went; the stream channel ends the child
-                break
-            received.extend(_decoded(message))  # type: ignore[arg-type]
-        return received
+        if self.closed:
+            return []
+        received, gone = self._channel.receive()
+        if gone:
+            self.closed = True  # the parent went; the stream channel ends the child
+        return received  # type: ignore[return-value]
 
     def send_events(self, batch: Sequence[CallEvent]) -> None:
         """Queue `batch` for the parent; what the socket cannot take now goes on the next turn."""
         if self.closed:
             return
         try:
-            self._outbox.send(encode(batch))
+            self._channel.send(encode(batch))
         except OSError as exc:
             self.closed = True
             _log.warning("call_channel_closed", error=str(exc))
 
     def retry(self) -> None:
         """Send events a full buffer held back (called every engine loop turn)."""
-        if self._outbox.waiting and not self.closed:
+        if self._channel.waiting and not self.closed:
             self.send_events(())
 
     def close(self) -> None:
         self.closed = True
-        self._outbox.sock.close()
+        self._channel.sock.close()
 
 
 class ParentEnd:
@@ -148,8 +156,7 @@ class ParentEnd:
         loop: asyncio.AbstractEventLoop,
         deliver: Callable[[list[CallEvent]], None],
     ) -> None:
-        sock.setblocking(False)
-        self._outbox = _Outbox(sock)
+        self._channel = _Channel(sock)
         self._loop = loop
         self._deliver = deliver
         self._pending: list[CallCommand] = []
@@ -179,25 +186,25 @@ class ParentEnd:
         if self.closed or not commands:
             return
         try:
-            self._outbox.send(encode(commands))
+            self._channel.send(encode(commands))
         except OSError as exc:
             _log.warning("call_channel_closed", error=str(exc))
             self.close()
             return
-        if self._outbox.waiting and not self._writing:
+        if self._channel.waiting and not self._writing:
             self._writing = True
-            self._loop.add_writer(self._outbox.sock.fileno(), self._drain)
+            self._loop.add_writer(self._channel.sock.fileno(), self._drain)
         self._wake()
 
     def _drain(self) -> None:
         try:
-            self._outbox.flush()
+            self._channel.flush()
         except OSError:
             self.close()
             return
-        if not self._outbox.waiting:
+        if not self._channel.waiting:
             self._writing = False
-            self._loop.remove_writer(self._outbox.sock.fileno())
+            self._loop.remove_writer(self._channel.sock.fileno())
         self._wake()
 
     def _wake(self) -> None:
@@ -207,24 +214,19 @@ class ParentEnd:
 
     def read(self) -> None:
         """Deliver every event batch waiting on the socket (also called once the child ended)."""
-        while not self.closed:
-            try:
-                message = self._outbox.sock.recv(MAX_MESSAGE)
-            except BlockingIOError:
-                return
-            except OSError:
-                message = b""
-            if not message:
-                self.close()
-                return
-            if batch := _decoded(message):
-                self._deliver(batch)  # type: ignore[arg-type]
+        if self.closed:
+            return
+        batch, gone = self._channel.receive()
+        if batch:
+            self._deliver(batch)  # type: ignore[arg-type]
+        if gone:
+            self.close()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        sock = self._outbox.sock
+        sock = self._channel.sock
         self._loop.remove_reader(sock.fileno())
         if self._writing:
             self._loop.remove_writer(sock.fileno())

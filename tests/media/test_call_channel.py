@@ -111,9 +111,9 @@ async def test_events_a_full_socket_holds_back_go_on_a_later_turn_in_order() -> 
     try:
         for call in range(200):
             engine.send_events([_ended(call)])
-        assert engine._outbox.waiting  # the parent has not read: some are held back
+        assert engine._channel.waiting  # the parent has not read: some are held back
         parent = ParentEnd(parent_sock, loop, delivered.extend)
-        while engine._outbox.waiting or len(delivered) < 200:
+        while engine._channel.waiting or len(delivered) < 200:
             engine.retry()
             await asyncio.sleep(0)  # the parent's reader runs
         assert [event.call for event in delivered if isinstance(event, CallEnded)] == list(
