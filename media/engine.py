@@ -7,8 +7,11 @@ is created and used only on that thread. asyncio code talks to it through
 `loop.call_soon_threadsafe` out) and, for calls, `submit()` (a call command
 in, no reply) and the handler given to `attach_calls()` (call events out,
 delivered on the loop in batches, one wake-up per engine loop turn at most).
-Nothing else crosses threads. The calls themselves live in media/b2bua.py,
-the trunks' accounts in media/trunks.py, both on this thread.
+In the daemon's engine process, calls skip that loop: `attach_channel()` makes
+the engine thread itself write event batches to, and read commands from, the
+socket pair of media/call_channel.py. Nothing else crosses threads. The calls
+themselves live in media/b2bua.py, the trunks' accounts in media/trunks.py,
+both on this thread.
 """
 
 from __future__ import annotations
