@@ -29,9 +29,12 @@ from media.events import CallCommand, CallEvent
 
 _log = get_logger("engine.channel")
 
-# A message is one pickled batch; larger batches are split so a receiver's buffer fits any.
-MAX_MESSAGE = 64 * 1024
-# Socket buffers: a parent busy for a moment must not make the engine thread wait.
+# A message is one pickled batch; larger batches are split so the receive buffer fits any.
+# The engine hears SIP over UDP (<= 64 KB a message), so no event comes near this; and a
+# socket buffer capped by a stock net.core.wmem_max (208 KB, doubled) still takes it.
+MAX_MESSAGE = 128 * 1024
+# Socket buffers: a parent busy for a moment must not make the engine thread wait
+# (the kernel caps them at net.core.wmem_max/rmem_max; the outboxes take the rest).
 _BUFFER = 4 * 1024 * 1024
 # Ends an engine's libHandleEvents() wait; PJSIP drops a bare-CRLF datagram (keep-alive).
 WAKE = b"\r\n\r\n"
@@ -47,24 +50,29 @@ def channel_pair() -> tuple[socket.socket, socket.socket]:
 
 
 def encode(items: Sequence[object]) -> list[bytes]:
-    """`items` as one pickled message, or several when one would exceed MAX_MESSAGE."""
+    """`items` as one pickled message, or several when one would exceed MAX_MESSAGE.
+
+    An item too large for a message on its own is logged and left out: it cannot come
+    from a SIP message the edge accepted, and raising here would end the engine thread.
+    """
     data = pickle.dumps(list(items), protocol=pickle.HIGHEST_PROTOCOL)
     if len(data) <= MAX_MESSAGE:
         return [data]
     if len(items) == 1:
-        raise ValueError(f"one call message pickles to {len(data)} bytes")
+        _log.error("call_channel_item_too_large", kind=type(items[0]).__name__, size=len(data))
+        return []
     half = len(items) // 2
     return encode(items[:half]) + encode(items[half:])
 
 
-def decode(message: bytes) -> list[object]:
+def decode(message: bytes | memoryview) -> list[object]:
     items = pickle.loads(message)  # noqa: S301 - our own peer on a private socket pair
     if not isinstance(items, list):
         raise TypeError(f"call channel message is a {type(items).__name__}, not a list")
     return items
 
 
-def _decoded(message: bytes) -> list[object]:
+def _decoded(message: bytes | memoryview) -> list[object]:
     """`decode`, or nothing (logged) for a message that does not decode: one bad message
     must not end the engine thread or the daemon's reader."""
     try:
@@ -82,6 +90,7 @@ class _Channel:
         sock.setblocking(False)
         self.sock = sock
         self.waiting: deque[bytes] = deque()
+        self._buffer = bytearray(MAX_MESSAGE)  # reused: no allocation per message read
 
     def send(self, messages: list[bytes]) -> None:
         self.waiting.extend(messages)
@@ -99,16 +108,17 @@ class _Channel:
     def receive(self) -> tuple[list[object], bool]:
         """The items of every message waiting now, and whether the peer is gone."""
         items: list[object] = []
+        view = memoryview(self._buffer)
         while True:
             try:
-                message = self.sock.recv(MAX_MESSAGE)
+                size = self.sock.recv_into(view)
             except BlockingIOError:
                 return items, False
             except OSError:
                 return items, True
-            if not message:
+            if not size:
                 return items, True
-            items.extend(_decoded(message))
+            items.extend(_decoded(view[:size]))
 
 
 class EngineEnd:

@@ -36,11 +36,17 @@ def _ended(call: int) -> CallEnded:
 
 
 def test_a_batch_too_large_for_one_message_is_split_and_keeps_its_order() -> None:
-    batch = [_place(n) for n in range(3000)]
+    batch = [_place(n) for n in range(5_000)]
     messages = encode(batch)
     assert len(messages) > 1
     assert all(len(message) <= MAX_MESSAGE for message in messages)
     assert [item for message in messages for item in decode(message)] == batch
+
+
+def test_an_item_too_large_for_any_message_is_left_out_and_the_rest_kept() -> None:
+    huge = PlaceCallee(call=2, target="sip:x@127.0.0.1", caller_uri="x" * MAX_MESSAGE)
+    messages = encode([_place(1), huge, _place(3)])
+    assert [item for message in messages for item in decode(message)] == [_place(1), _place(3)]
 
 
 def test_a_message_that_is_not_a_list_is_refused() -> None:
