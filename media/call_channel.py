@@ -139,18 +139,21 @@ class EngineEnd:
 
     def send_events(self, batch: Sequence[CallEvent]) -> None:
         """Queue `batch` for the parent; what the socket cannot take now goes on the next turn."""
-        if self.closed:
-            return
-        try:
-            self._channel.send(encode(batch))
-        except OSError as exc:
-            self.closed = True
-            _log.warning("call_channel_closed", error=str(exc))
+        self._send(encode(batch))
 
     def retry(self) -> None:
         """Send events a full buffer held back (called every engine loop turn)."""
-        if self._channel.waiting and not self.closed:
-            self.send_events(())
+        if self._channel.waiting:
+            self._send([])
+
+    def _send(self, messages: list[bytes]) -> None:
+        if self.closed:
+            return
+        try:
+            self._channel.send(messages)
+        except OSError as exc:
+            self.closed = True
+            _log.warning("call_channel_closed", error=str(exc))
 
     def close(self) -> None:
         self.closed = True
