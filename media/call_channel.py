@@ -40,6 +40,24 @@ _BUFFER = 4 * 1024 * 1024
 WAKE = b"\r\n\r\n"
 
 
+class EngineWaker:
+    """Ends an engine's libHandleEvents() wait early: a WAKE datagram to its SIP socket,
+    so a queued command waits microseconds, not a poll."""
+
+    def __init__(self, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._address = (host, port)
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):  # then the commands wait for the next poll
+            self._sock.sendto(WAKE, self._address)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 def channel_pair() -> tuple[socket.socket, socket.socket]:
     """(parent end, child end), both with buffers sized for bursts."""
     pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -173,18 +191,14 @@ class ParentEnd:
         self._loop = loop
         self._deliver = deliver
         self._pending: list[CallCommand] = []
-        self._wake_socket: socket.socket | None = None
-        self._wake_address: tuple[str, int] | None = None
+        self._waker: EngineWaker | None = None
         self._writing = False
         self.closed = False
         loop.add_reader(sock.fileno(), self.read)
 
     def wake_engine_at(self, host: str, port: int) -> None:
         """Where the engine's SIP socket listens (known once it started)."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._wake_socket = socket.socket(family, socket.SOCK_DGRAM)
-        self._wake_socket.setblocking(False)
-        self._wake_address = (host, port)
+        self._waker = EngineWaker(host, port)
 
     def submit(self, command: CallCommand) -> None:
         """Send `command` at the end of this loop turn, with the turn's others in one message."""
@@ -221,9 +235,8 @@ class ParentEnd:
         self._wake()
 
     def _wake(self) -> None:
-        if self._wake_socket is not None and self._wake_address is not None:
-            with contextlib.suppress(OSError):  # then the commands wait for the next poll
-                self._wake_socket.sendto(WAKE, self._wake_address)
+        if self._waker is not None:
+            self._waker.wake()
 
     def read(self) -> None:
         """Deliver every event batch waiting on the socket (also called once the child ended)."""
@@ -244,5 +257,5 @@ class ParentEnd:
         if self._writing:
             self._loop.remove_writer(sock.fileno())
         sock.close()
-        if self._wake_socket is not None:
-            self._wake_socket.close()
+        if self._waker is not None:
+            self._waker.close()

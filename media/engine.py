@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from gateway.logs import get_logger
 from gateway.sip.transport import SO_RCVBUFFORCE
 from media.b2bua import B2bua
-from media.call_channel import WAKE, EngineEnd
+from media.call_channel import EngineEnd, EngineWaker
 from media.events import CallCommand, CallEvent, EngineStopped
 from media.rtp_ports import plan_ports
 from media.session_timer import SessionTimer
@@ -129,8 +129,7 @@ class PjsipEngine:
         self._pj: Any = None  # the pjsua2 module, imported on the engine thread
         self._b2bua: B2bua | None = None
         self._events: list[CallEvent] = []  # engine thread only
-        self._wake_socket: socket.socket | None = None
-        self._wake_address: tuple[str, int] | None = None
+        self._waker: EngineWaker | None = None
         self._wake_pending = threading.Event()
 
     def attach_calls(self, handler: CallHandler) -> None:
@@ -167,13 +166,12 @@ class PjsipEngine:
 
     def _wake(self) -> None:
         """End the engine's current poll early, so a command waits microseconds, not a poll."""
-        if self._wake_socket is None or self._wake_address is None:
+        if self._waker is None:
             return
         if self._wake_pending.is_set():
             return  # a wake-up is already on its way; the engine drains the whole queue
         self._wake_pending.set()
-        with contextlib.suppress(OSError):  # then the command waits for the next poll
-            self._wake_socket.sendto(WAKE, self._wake_address)
+        self._waker.wake()
 
     async def start(self, timeout: float = 30.0) -> EngineInfo:
         """Start the engine thread and wait until pjsua is running."""
@@ -183,10 +181,7 @@ class PjsipEngine:
             self.info = await asyncio.wait_for(asyncio.shield(self._started), timeout)
         except TimeoutError:
             raise EngineError(f"PJSIP engine did not start within {timeout:.0f} s") from None
-        family = socket.AF_INET6 if ":" in self.info.sip_host else socket.AF_INET
-        self._wake_socket = socket.socket(family, socket.SOCK_DGRAM)
-        self._wake_socket.setblocking(False)
-        self._wake_address = (self.info.sip_host, self.info.sip_port)
+        self._waker = EngineWaker(self.info.sip_host, self.info.sip_port)
         return self.info
 
     def alive(self, now: float, stall_timeout: float) -> bool:
@@ -215,9 +210,9 @@ class PjsipEngine:
             self._commands.put(None)
             self._wake()
             await asyncio.to_thread(thread.join, timeout)
-        if self._wake_socket is not None:
-            self._wake_socket.close()
-            self._wake_socket = None
+        if self._waker is not None:
+            self._waker.close()
+            self._waker = None
         if thread is not None and thread.is_alive():
             _log.error("engine_stop_timeout", timeout=timeout)
 
