@@ -235,7 +235,8 @@ async def measured(
     step, samples = await asyncio.gather(
         run_uac(work, target, rate, seconds, hold_ms), run_probe(target, count, 0.02)
     )
-    step.probe_p50, step.probe_p99 = statistics.median(samples), pct(samples, 99)
+    answers = [answer for _ringing, answer in samples]
+    step.probe_p50, step.probe_p99 = statistics.median(answers), pct(answers, 99)
     return step
 
 
@@ -395,15 +396,15 @@ def _header(message: str, name: str) -> str:
     return ""
 
 
-def probe(target: str, count: int, interval: float) -> list[float]:
-    """Sequential calls: INVITE -> 200 time in ms, measured with perf_counter."""
+def probe(target: str, count: int, interval: float) -> list[tuple[float, float]]:
+    """Sequential calls: (INVITE -> first 180/183/200, INVITE -> 200) in ms, perf_counter."""
     host, _, port_text = target.rpartition(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(2)
     lport = sock.getsockname()[1]
     dest = (host, int(port_text))
-    samples: list[float] = []
+    samples: list[tuple[float, float]] = []
     lost = 0
     refused: list[str] = []
     for n in range(count):
@@ -425,7 +426,7 @@ class ProbeRefused(Exception):
 
 def _probe_call(
     sock: socket.socket, dest: tuple[str, int], host: str, port_text: str, lport: int, n: int
-) -> float:
+) -> tuple[float, float]:
     invite = _INVITE.format(
         number="1000",
         host=host,
@@ -438,12 +439,15 @@ def _probe_call(
     ).encode()
     call_id = f"probe-{n}-{os.getpid()}"
     start = time.perf_counter()
+    ringing: float | None = None
     sock.sendto(invite, dest)
     while True:
         text = sock.recv(65535).decode(errors="replace")
         status = text.split(" ", 2)[1] if text.startswith("SIP/2.0") else ""
         if _header(text, "call-id") != call_id:
             continue
+        if ringing is None and status in ("180", "183", "200"):
+            ringing = (time.perf_counter() - start) * 1000
         if status == "200" and "INVITE" in _header(text, "cseq"):
             break
         if status.isdigit() and int(status) >= 300:
@@ -457,10 +461,11 @@ def _probe_call(
     while True:  # the BYE's 200 (skip retransmitted 200s of the INVITE)
         text = sock.recv(65535).decode(errors="replace")
         if text.startswith("SIP/2.0 200") and "BYE" in _header(text, "cseq"):
-            return elapsed
+            return elapsed if ringing is None else ringing, elapsed
 
 
-async def run_probe(target: str, count: int, interval: float) -> list[float]:
+async def run_probe(target: str, count: int, interval: float) -> list[tuple[float, float]]:
+    """`probe` in a subprocess: (INVITE -> 180/183/200, INVITE -> 200) ms per answered call."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
@@ -475,7 +480,9 @@ async def run_probe(target: str, count: int, interval: float) -> list[float]:
     out, _ = await proc.communicate()
     if proc.returncode != 0:
         raise SystemExit("latency probe failed")
-    return [float(x) for x in out.split()]
+    return [
+        (float(ringing), float(answer)) for ringing, answer in map(bytes.split, out.splitlines())
+    ]
 
 
 def pct(values: list[float], q: int) -> float:
@@ -494,9 +501,8 @@ def main() -> None:
     parser.add_argument("--probe-interval", type=float, default=0.02, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
-        print(
-            "\n".join(f"{v:.4f}" for v in probe(args.probe, args.probe_count, args.probe_interval))
-        )
+        times = probe(args.probe, args.probe_count, args.probe_interval)
+        print("\n".join(f"{ringing:.4f} {answer:.4f}" for ringing, answer in times))
         return
     configure_logging(LoggingConfig(level="warning"))
     rates = [int(r) for r in args.rates.split(",")]

@@ -14,7 +14,8 @@ Phases:
    sustained limit.
 2. latency: at `--latency-rate` and at the limit, a probe subprocess
    (bench/calls.py) places sequential calls beside the load and times
-   INVITE -> 200; the same probe against the UAS alone is the baseline.
+   INVITE -> 180 (ringing) and INVITE -> 200 (answer); the same probe against
+   the UAS alone is the baseline.
 3. overload: the daemon restarted with max_new_per_second = limit; the limit
    for `--confirm` seconds, then `--multipliers` times it. Failed admitted
    calls should be 0 and the excess refused with 503.
@@ -83,7 +84,11 @@ class Row:
     cpu_daemon: float | None = None
     cpu_engine: float | None = None
     probe_p50: float | None = None
+    """INVITE -> 200 (ms), p50 and p99."""
     probe_p99: float | None = None
+    probe_ringing_p50: float | None = None
+    """INVITE -> 180 (ms; the callee rings first), p50 and p99."""
+    probe_ringing_p99: float | None = None
     probe_calls: int = 0
 
     @property
@@ -116,23 +121,28 @@ class Row:
             cpu = f"{total:.0f} % ({self.cpu_daemon:.0f} + {self.cpu_engine:.0f})"
             if self.answered:
                 per_call = f"{10 * total * self.wall / self.answered:.2f}"
-        latency = (
-            f"{self.probe_p50:.2f} / {self.probe_p99:.2f}"
-            if self.probe_p50 is not None and self.probe_p99 is not None
-            else "-"
+        ringing, latency = (
+            f"{p50:.2f} / {p99:.2f}" if p50 is not None and p99 is not None else "-"
+            for p50, p99 in (
+                (self.probe_ringing_p50, self.probe_ringing_p99),
+                (self.probe_p50, self.probe_p99),
+            )
         )
         answered = f"{self.answered:.0f}" if self.path == "callgate" else "-"
         return (
             f"| {self.phase} | {self.path} | {self.offered:g} | {self.calls} | {self.cps:.1f} "
             f"| {answered} | {labelled(self.refused)} | {self.failed:.0f} "
-            f"| {labelled(self.dropped)} | {cpu} | {per_call} | {latency} | {self.wall:.1f} |"
+            f"| {labelled(self.dropped)} | {cpu} | {per_call} | {ringing} | {latency} "
+            f"| {self.wall:.1f} |"
         )
 
 
 HEADER = (
     "| phase | path | offered/s | calls | completed/s | answered | refused 503 (reason) "
     "| failed | dropped at edge | CPU daemon+engine (parent + child) | CPU ms/call "
-    "| probe INVITE->200 p50 / p99 ms | wall s |\n" + "|---" * 13 + "|"
+    "| probe INVITE->180 p50 / p99 ms | probe INVITE->200 p50 / p99 ms | wall s |\n"
+    + "|---" * 14
+    + "|"
 )
 
 
@@ -265,7 +275,7 @@ async def _with_probe(
     target: str,
     seconds: float,
     probe: bool,
-) -> tuple[tuple[int, int, float], list[float]]:
+) -> tuple[tuple[int, int, float], list[tuple[float, float]]]:
     if not probe:
         return await load, []
     result, samples = await asyncio.gather(
@@ -274,9 +284,12 @@ async def _with_probe(
     return result, samples
 
 
-def _set_probe(row: Row, samples: list[float]) -> None:
+def _set_probe(row: Row, samples: list[tuple[float, float]]) -> None:
     if samples:
-        row.probe_p50, row.probe_p99 = statistics.median(samples), pct(samples, 99)
+        ringing = [r for r, _answer in samples]
+        answer = [a for _ringing, a in samples]
+        row.probe_ringing_p50, row.probe_ringing_p99 = statistics.median(ringing), pct(ringing, 99)
+        row.probe_p50, row.probe_p99 = statistics.median(answer), pct(answer, 99)
         row.probe_calls = len(samples)
 
 

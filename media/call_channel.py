@@ -245,6 +245,9 @@ class ParentEnd:
         batch, gone = self._channel.receive()
         if batch:
             self._deliver(batch)  # type: ignore[arg-type]
+            # The commands answering these events (a route) go now, not after whatever
+            # else this loop turn runs: the engine waits for them to place the callee.
+            self._flush()
         if gone:
             self.close()
 

@@ -33,7 +33,7 @@ from gateway.logs import get_logger
 from gateway.sip.transport import SO_RCVBUFFORCE
 from media.b2bua import B2bua
 from media.call_channel import EngineEnd, EngineWaker
-from media.events import CallCommand, CallEvent, EngineStopped
+from media.events import CallCommand, CallEvent, CallOffered, EngineStopped
 from media.rtp_ports import plan_ports
 from media.session_timer import SessionTimer
 from media.trunks import (
@@ -326,7 +326,7 @@ class PjsipEngine:
             rtp_port_start=s.rtp_port_start,
             rtp_port_range=s.rtp_port_range,
             session_timer=s.session_timer,
-            emit=self._events.append,
+            emit=self._emit,
             has_call_control=lambda: self._call_handler is not None or self._channel_attached,
         )
         ioqueue = next(
@@ -400,6 +400,14 @@ class PjsipEngine:
         if handler is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
                 self._loop.call_soon_threadsafe(handler, event)
+
+    def _emit(self, event: CallEvent) -> None:
+        self._events.append(event)
+        if isinstance(event, CallOffered):
+            # The route is the one answer a call's set-up waits on call control for: ask
+            # now, not at the end of this libHandleEvents() turn, which may hold a dozen
+            # more messages (p99 2.2 ms at 300 calls/s).
+            self._flush_events()
 
     def _flush_events(self) -> None:
         """Hand this loop turn's call events to asyncio in one wake-up (or one message)."""

@@ -16,7 +16,16 @@ from media.call_channel import (
     decode,
     encode,
 )
-from media.events import CallCommand, CallEnded, CallEvent, Party, PlaceCallee, ReleaseCall
+from media.engine import EngineSettings, PjsipEngine
+from media.events import (
+    CallCommand,
+    CallEnded,
+    CallEvent,
+    CallOffered,
+    Party,
+    PlaceCallee,
+    ReleaseCall,
+)
 
 
 def _place(call: int) -> PlaceCallee:
@@ -76,6 +85,52 @@ async def test_commands_reach_the_engine_end_in_one_message_per_loop_turn_with_a
         parent.close()
         engine.close()
         engine_sip.close()
+
+
+async def test_commands_answering_delivered_events_leave_before_the_loop_turn_ends() -> None:
+    """The engine waits for a route to place the callee: the answer does not wait for
+    whatever else the daemon's loop turn runs."""
+    loop = asyncio.get_running_loop()
+    parent_sock, child_sock = channel_pair()
+    engine = EngineEnd(child_sock)
+
+    def route(batch: list[CallEvent]) -> None:  # call control answers each event at once
+        for event in batch:
+            parent.submit(_place(event.call))
+
+    parent = ParentEnd(parent_sock, loop, route)
+    try:
+        engine.send_events([_ended(1), _ended(2)])
+        parent.read()  # what the loop's reader does once the socket is readable
+        assert engine.commands() == [_place(1), _place(2)]  # no await: already sent
+    finally:
+        parent.close()
+        engine.close()
+
+
+async def test_the_engine_sends_an_offer_at_once_and_other_events_at_the_end_of_its_turn() -> None:
+    loop = asyncio.get_running_loop()
+    parent_sock, child_sock = channel_pair()
+    delivered: list[CallEvent] = []
+    parent = ParentEnd(parent_sock, loop, delivered.extend)
+    settings = EngineSettings("127.0.0.1", 0, 8, 1, 20000, 100, ("PCMU/8000",), 1)
+    engine = PjsipEngine(settings, loop, channel=EngineEnd(child_sock))
+    engine.attach_channel()
+    offer = CallOffered(2, 1.0, "sip:1000@127.0.0.1", "sip:a@127.0.0.1", "abc")
+    try:
+        engine._emit(_ended(1))  # the B2BUA's emit hook, on the engine thread
+        parent.read()
+        assert delivered == []  # held for the end of the libHandleEvents() turn
+        engine._emit(offer)  # the route is waited for: the offer takes what is held with it
+        parent.read()
+        assert delivered == [_ended(1), offer]
+        engine._emit(_ended(3))
+        engine._flush_events()  # the end of the turn
+        parent.read()
+        assert delivered == [_ended(1), offer, _ended(3)]
+    finally:
+        parent.close()
+        child_sock.close()
 
 
 async def test_events_from_the_engine_end_are_delivered_in_order() -> None:
