@@ -261,8 +261,7 @@ async def probe_under_load(
 
 
 def report_under_load(datagrams: list[Datagram], names: dict[int, str], probe: list[float]) -> None:
-    engine = next(port for port, name in names.items() if name == "engine")
-    edge_internal = next((d.source for d in datagrams if d.destination == engine), None)
+    edge_internal = edge_internal_port(datagrams, names)
     calls: list[dict[tuple[str, str, str], float]] = []
     for d in datagrams:
         key = (who(d.source, names, edge_internal), who(d.destination, names, edge_internal))
@@ -305,6 +304,12 @@ def split_calls(datagrams: list[Datagram]) -> list[list[Datagram]]:
     return calls
 
 
+def edge_internal_port(datagrams: list[Datagram], names: dict[int, str]) -> int | None:
+    """The edge's internal side: whatever talks to the engine and is not the engine."""
+    engine = next(port for port, name in names.items() if name == "engine")
+    return next((d.source for d in datagrams if d.destination == engine), None)
+
+
 def who(port: int, names: dict[int, str], edge_internal: int | None) -> str:
     if port == edge_internal:
         return "edge(int)"
@@ -321,9 +326,7 @@ def main() -> None:
         report_under_load(*asyncio.run(probe_under_load(args.load, args.seconds)))
         return
     datagrams, names = asyncio.run(place_calls(args.calls))
-    engine = next(port for port, name in names.items() if name == "engine")
-    # The edge's internal side is whatever talks to the engine and is not the engine.
-    edge_internal = next((d.source for d in datagrams if d.destination == engine), None)
+    edge_internal = edge_internal_port(datagrams, names)
     # A process's reaction: from a datagram's arrival to the next datagram it sends.
     reactions: dict[str, list[float]] = {}
     for number, call in enumerate(split_calls(datagrams), 1):

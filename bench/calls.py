@@ -461,7 +461,8 @@ def _probe_call(
     while True:  # the BYE's 200 (skip retransmitted 200s of the INVITE)
         text = sock.recv(65535).decode(errors="replace")
         if text.startswith("SIP/2.0 200") and "BYE" in _header(text, "cseq"):
-            return elapsed if ringing is None else ringing, elapsed
+            assert ringing is not None  # set by the INVITE's 200 at the latest
+            return ringing, elapsed
 
 
 async def run_probe(target: str, count: int, interval: float) -> list[tuple[float, float]]:

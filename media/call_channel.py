@@ -201,7 +201,8 @@ class ParentEnd:
         self._waker = EngineWaker(host, port)
 
     def submit(self, command: CallCommand) -> None:
-        """Send `command` at the end of this loop turn, with the turn's others in one message."""
+        """Send `command` at the end of this loop turn, with the turn's others in one message
+        (or, submitted while `read` delivers events, as soon as they are handled)."""
         if self.closed:
             return
         if not self._pending:
@@ -239,7 +240,8 @@ class ParentEnd:
             self._waker.wake()
 
     def read(self) -> None:
-        """Deliver every event batch waiting on the socket (also called once the child ended)."""
+        """Deliver every event batch waiting on the socket, then send the commands that
+        answered them (also called once the child ended)."""
         if self.closed:
             return
         batch, gone = self._channel.receive()

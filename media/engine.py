@@ -6,7 +6,8 @@ is created and used only on that thread. asyncio code talks to it through
 `PjsipEngine.run()` (a command queue in, a future resolved with
 `loop.call_soon_threadsafe` out) and, for calls, `submit()` (a call command
 in, no reply) and the handler given to `attach_calls()` (call events out,
-delivered on the loop in batches, one wake-up per engine loop turn at most).
+delivered on the loop in batches, one per engine loop turn, and a call's offer
+at once: call control's route is what its set-up waits for).
 In the daemon's engine process, calls skip that loop: `attach_channel()` makes
 the engine thread itself write event batches to, and read commands from, the
 socket pair of media/call_channel.py. Nothing else crosses threads. The calls

@@ -292,8 +292,8 @@ def _child_main(
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     configure_logging(logging)
-    # The daemon's loop: the child's own work is moving event batches and commands
-    # between the engine thread and the parent, where uvloop's wake-ups and I/O are cheaper.
+    # The daemon's loop (uvloop, cheaper wake-ups and I/O) for the child's own traffic:
+    # requests, results, heartbeats; calls take the engine thread's own channel.
     uvloop.run(_serve_child(settings, sock, calls))
 
 
