@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Select, String, and_, bindparam, delete, func, or_, select, update
@@ -35,6 +36,11 @@ _LENGTHS = {
 _DELETE_BY_KEY = delete(cdrs).where(
     and_(cdrs.c.run_id == bindparam("k_run"), cdrs.c.call == bindparam("k_call"))
 )
+# Rows per statement of a batch. The statement's parameters are built on the
+# event loop (~8 us a row); at 300 calls/s an unchunked half-second batch held
+# the loop for 2-5 ms, and every call whose signalling arrived meanwhile waited.
+WRITE_CHUNK = 32
+
 _UPDATE_BY_KEY = update(cdrs).where(
     and_(cdrs.c.run_id == bindparam("k_run"), cdrs.c.call == bindparam("k_call"))
 )
@@ -88,19 +94,25 @@ class CdrStore:
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
 
-    async def apply(self, rows: Sequence[dict[str, Any]]) -> None:
+    async def apply(self, rows: Iterable[dict[str, Any]]) -> None:
         """Write each row as it now stands, in one transaction.
 
         Delete by key, then insert: idempotent (a retried batch whose commit
         did land writes the same rows again) and portable across SQLite and
-        PostgreSQL, where a dialect upsert would not be.
+        PostgreSQL, where a dialect upsert would not be. `rows` is consumed
+        `WRITE_CHUNK` at a time, each chunk just before its statements, so a
+        generator spreads its own mapping work over the loop too.
         """
-        if not rows:
+        pending = iter(rows)
+        chunk = list(islice(pending, WRITE_CHUNK))
+        if not chunk:
             return
-        keys = [{"k_run": row["run_id"], "k_call": row["call"]} for row in rows]
         async with self._engine.begin() as conn:
-            await conn.execute(_DELETE_BY_KEY, keys)
-            await conn.execute(cdrs.insert(), [fit(dict(row)) for row in rows])
+            while chunk:
+                keys = [{"k_run": row["run_id"], "k_call": row["call"]} for row in chunk]
+                await conn.execute(_DELETE_BY_KEY, keys)
+                await conn.execute(cdrs.insert(), [fit(dict(row)) for row in chunk])
+                chunk = list(islice(pending, WRITE_CHUNK))
 
     async def close_abandoned(self, run_ids: Iterable[int]) -> int:
         """Finish the `in_progress` rows of runs that crashed (see `closed_after_crash`).
@@ -217,9 +229,10 @@ class CdrWriter:
                 self._on_drop()
 
     async def _apply(self, batch: dict[int, CallRecord]) -> None:
-        # Mapped before the first await: the rows are the records as they are now.
-        rows = [cdr_row(record, self._node, self._run_id) for record in batch.values()]
-        await self._store.apply(rows)
+        # Mapped chunk by chunk between the writes: a record that changed
+        # meanwhile is written as it is then, and is queued again anyway.
+        node, run_id = self._node, self._run_id
+        await self._store.apply(cdr_row(record, node, run_id) for record in batch.values())
 
     async def flush(self) -> None:
         await self._writer.flush()

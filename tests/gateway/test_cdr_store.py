@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.exc import OperationalError
 
 from gateway.calls.registry import CallRecord, CallState, Cause, Disposition
 from gateway.config.models import StoreConfig
-from gateway.store.cdrs import CdrQuery, CdrStore, CdrWriter
+from gateway.store.cdrs import WRITE_CHUNK, CdrQuery, CdrStore, CdrWriter
 from gateway.store.database import Store
 from gateway.store.schema import cdrs
 from gateway.store.write_behind import WriteBehind
@@ -84,6 +84,49 @@ async def test_writer_inserts_in_progress_then_finishes_one_row(
         )
         assert (row["duration"], row["billable_seconds"]) == (20.5, 19)
     finally:
+        await store.close()
+
+
+async def test_a_batch_larger_than_a_chunk_goes_out_in_chunks_in_one_transaction(
+    store_config: StoreConfig, tmp_path: Path
+) -> None:
+    """The parameters of each statement are built on the event loop: a batch is
+    written WRITE_CHUNK rows a statement, so the loop is free between chunks."""
+    store = await _fresh(store_config, tmp_path)
+    statements: list[str] = []
+    commits: list[bool] = []
+
+    def on_execute(*args: Any) -> None:
+        statements.append(str(args[2]).split()[0])
+
+    sync_engine = store.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", on_execute)
+    event.listen(sync_engine, "commit", lambda _conn: commits.append(True))
+    try:
+        writer = CdrWriter(CdrStore(store), "n", 1, write_delay=0, max_pending=1000)
+        calls = 2 * WRITE_CHUNK + 5
+        records = [_record(call) for call in range(calls)]
+        for record in records:
+            writer.record(record)
+        await writer.flush()
+        assert statements == ["DELETE", "INSERT"] * 3
+        assert len(commits) == 1
+        rows = await _rows(store)
+        assert sorted(rows) == [(1, call) for call in range(calls)]
+        assert {row["state"] for row in rows.values()} == {"in_progress"}
+        for record in records[::2]:
+            writer.record(_end(record, 1010.0, Disposition.BUSY))
+        await writer.flush()
+        rows = await _rows(store)
+        assert len(rows) == calls
+        assert [rows[(1, call)]["state"] for call in range(4)] == [
+            "finished",
+            "in_progress",
+            "finished",
+            "in_progress",
+        ]
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", on_execute)
         await store.close()
 
 
