@@ -268,6 +268,7 @@ class Daemon:
         )
         self.edge.transfers = self.calls
         self.edge.engine_answered = self.intake.offered
+        self.edge.between_messages = self.engine.poll_calls
         self.contacts.registrar = self.edge.access.registrar
         try:
             await self.edge.start(restored)

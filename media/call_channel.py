@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import pickle
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -36,6 +37,10 @@ MAX_MESSAGE = 128 * 1024
 # Socket buffers: a parent busy for a moment must not make the engine thread wait
 # (the kernel caps them at net.core.wmem_max/rmem_max; the outboxes take the rest).
 _BUFFER = 4 * 1024 * 1024
+# While the SIP edge works through a burst of datagrams, a route request from the engine
+# waited for the whole burst (p99 ~2 ms at 300 calls/s). The edge looks in between its
+# datagrams, at most this often: each look is a recv that usually finds nothing.
+POLL_EVERY_S = 0.0002
 # Ends an engine's libHandleEvents() wait; PJSIP drops a bare-CRLF datagram (keep-alive).
 WAKE = b"\r\n\r\n"
 
@@ -186,10 +191,13 @@ class ParentEnd:
         sock: socket.socket,
         loop: asyncio.AbstractEventLoop,
         deliver: Callable[[list[CallEvent]], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channel = _Channel(sock)
         self._loop = loop
         self._deliver = deliver
+        self._clock = clock
+        self._read_at = clock()
         self._pending: list[CallCommand] = []
         self._waker: EngineWaker | None = None
         self._writing = False
@@ -239,11 +247,18 @@ class ParentEnd:
         if self._waker is not None:
             self._waker.wake()
 
+    def poll(self) -> None:
+        """`read` now unless it ran within POLL_EVERY_S: for a busy loop to call between
+        other work, so the engine's events need not wait for the loop's next turn."""
+        if self._clock() - self._read_at >= POLL_EVERY_S:
+            self.read()
+
     def read(self) -> None:
         """Deliver every event batch waiting on the socket, then send the commands that
         answered them (also called once the child ended)."""
         if self.closed:
             return
+        self._read_at = self._clock()
         batch, gone = self._channel.receive()
         if batch:
             self._deliver(batch)  # type: ignore[arg-type]

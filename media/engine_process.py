@@ -244,6 +244,11 @@ class EngineProcess:
                     self._started.set_exception(EngineError(message[1]))
         await self._child_gone()
 
+    def poll_calls(self) -> None:
+        """Take the engine's call events now if some may be waiting (`ParentEnd.poll`)."""
+        if self._calls is not None:
+            self._calls.poll()
+
     def _deliver(self, batch: Sequence[CallEvent]) -> None:
         if any(isinstance(event, EngineStopped) for event in batch):
             self._engine_stopped_seen = True

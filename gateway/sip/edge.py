@@ -166,6 +166,8 @@ class SipEdge:
         self._sweeper: asyncio.Task[None] | None = None
         self.local_responses: LocalResponseSink | None = None
         self.engine_answered: Callable[[str], None] | None = None
+        self.between_messages: Callable[[], None] | None = None
+        """Called after each message (the engine's call events: `EngineProcess.poll_calls`)."""
         """Told the Call-ID of each INVITE the engine answers (even 100, even a refusal
         PJSIP sends on its own): overload control's record that it was taken up."""
         self.transfers: TransferHandler | None = None
@@ -345,6 +347,8 @@ class SipEdge:
             self.on_bad_message(exc, b"", peer)
             if isinstance(message, SipRequest) and message.method != "ACK":
                 self._send_to_peer(peer, self._reply_with(message, exc.status, exc.reason, ()))
+        if self.between_messages is not None:
+            self.between_messages()
 
     def on_internal_message(self, message: SipRequest | SipResponse, peer: Peer) -> None:
         """A message from the engine/upstream side."""
@@ -358,6 +362,8 @@ class SipEdge:
                 self._internal_request(message, peer)
         except SipParseError as exc:
             _log.warning("upstream_bad_message", status=exc.status, reason=exc.reason)
+        if self.between_messages is not None:
+            self.between_messages()
 
     def _public_request(self, request: SipRequest, peer: Peer) -> None:
         method = request.method

@@ -9,6 +9,7 @@ import pytest
 
 from media.call_channel import (
     MAX_MESSAGE,
+    POLL_EVERY_S,
     WAKE,
     EngineEnd,
     ParentEnd,
@@ -103,6 +104,40 @@ async def test_commands_answering_delivered_events_leave_before_the_loop_turn_en
         engine.send_events([_ended(1), _ended(2)])
         parent.read()  # what the loop's reader does once the socket is readable
         assert engine.commands() == [_place(1), _place(2)]  # no await: already sent
+    finally:
+        parent.close()
+        engine.close()
+
+
+async def test_a_busy_loop_polling_between_its_work_reads_at_most_every_poll_interval() -> None:
+    """The SIP edge calls `poll` after each datagram: a route request is answered within
+    the burst, not after it, and an idle channel costs one recv per POLL_EVERY_S at most."""
+    loop = asyncio.get_running_loop()
+    parent_sock, child_sock = channel_pair()
+    engine = EngineEnd(child_sock)
+    now = [100.0]
+    delivered: list[CallEvent] = []
+
+    def route(batch: list[CallEvent]) -> None:
+        delivered.extend(batch)
+        for event in batch:
+            parent.submit(_place(event.call))
+
+    parent = ParentEnd(parent_sock, loop, route, clock=lambda: now[0])
+    try:
+        engine.send_events([_ended(1)])
+        parent.poll()  # just created: counts as just read
+        assert delivered == []
+        now[0] += POLL_EVERY_S
+        parent.poll()
+        assert delivered == [_ended(1)]
+        assert engine.commands() == [_place(1)]  # answered within the poll
+        engine.send_events([_ended(2)])
+        now[0] += POLL_EVERY_S / 2
+        parent.poll()  # read too recently
+        assert delivered == [_ended(1)]
+        parent.read()  # the loop's own reader is never held back
+        assert delivered == [_ended(1), _ended(2)]
     finally:
         parent.close()
         engine.close()

@@ -230,3 +230,20 @@ def test_a_refer_from_no_trunk_must_authenticate_as_an_account() -> None:
 def test_refer_keys_are_per_transaction() -> None:
     assert refer_key(request(refer_bytes())) == ("c1", "a", 2)
     assert refer_key(request(refer_bytes(cseq=3))) == ("c1", "a", 3)
+
+
+def test_the_edge_lets_the_engines_events_in_after_every_message() -> None:
+    """`between_messages` runs after each message from either side, answered or refused,
+    so the engine's call events are read within a burst of datagrams."""
+    edge = edge_with(Handler(TransferVerdict(202, "Accepted", 1)), Clock())
+    looks: list[int] = []
+    edge.between_messages = lambda: looks.append(1)
+    answers(edge, refer_bytes())
+    answers(edge, refer_bytes(None))  # refused with 400
+    stray = (  # from the engine, not through us: dropped
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKx\r\n"
+        b"From: <sip:a@127.0.0.1>;tag=a\r\nTo: <sip:b@127.0.0.1>;tag=b\r\nCall-ID: c1\r\n"
+        b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    edge.on_internal_message(parse_message(stray), Peer("udp", edge.upstream, lambda _b: None))
+    assert len(looks) == 3
