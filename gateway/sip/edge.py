@@ -166,10 +166,10 @@ class SipEdge:
         self._sweeper: asyncio.Task[None] | None = None
         self.local_responses: LocalResponseSink | None = None
         self.engine_answered: Callable[[str], None] | None = None
-        self.between_messages: Callable[[], None] | None = None
-        """Called after each message (the engine's call events: `EngineProcess.poll_calls`)."""
         """Told the Call-ID of each INVITE the engine answers (even 100, even a refusal
         PJSIP sends on its own): overload control's record that it was taken up."""
+        self.between_messages: Callable[[], None] | None = None
+        """Called after each message (the engine's call events: `EngineProcess.poll_calls`)."""
         self.transfers: TransferHandler | None = None
         """Call control, for a caller's REFER (None: REFERs go to the engine, which declines)."""
         self._refers = ReferLog(max_entries=config.protection.max_tracked_sources)

@@ -99,9 +99,12 @@ async def test_a_batch_larger_than_a_chunk_goes_out_in_chunks_in_one_transaction
     def on_execute(*args: Any) -> None:
         statements.append(str(args[2]).split()[0])
 
+    def on_commit(_conn: Any) -> None:
+        commits.append(True)
+
     sync_engine = store.engine.sync_engine
     event.listen(sync_engine, "before_cursor_execute", on_execute)
-    event.listen(sync_engine, "commit", lambda _conn: commits.append(True))
+    event.listen(sync_engine, "commit", on_commit)
     try:
         writer = CdrWriter(CdrStore(store), "n", 1, write_delay=0, max_pending=1000)
         calls = 2 * WRITE_CHUNK + 5
@@ -127,6 +130,7 @@ async def test_a_batch_larger_than_a_chunk_goes_out_in_chunks_in_one_transaction
         ]
     finally:
         event.remove(sync_engine, "before_cursor_execute", on_execute)
+        event.remove(sync_engine, "commit", on_commit)
         await store.close()
 
 
