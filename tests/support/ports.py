@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import socket
+from collections import deque
 
 
 def _free_port(kind: socket.SocketKind, host: str) -> int:
@@ -31,11 +32,18 @@ _MEDIA_BASES = range(10_000, 20_000 - 3, 2)
 binds to port 0, or by an engine's RTP, before SIPp binds it (CI saw both)."""
 
 
+_handed_out: deque[int] = deque(maxlen=64)
+"""Bases given recently: a SIPp started a moment ago may not have bound its ports yet,
+so the probe alone would hand the next SIPp an overlapping window (CI saw EADDRINUSE)."""
+
+
 def free_media_port(host: str = "127.0.0.1") -> int:
     """A base for SIPp's `-mp`: SIPp binds the base and base+2 (audio and video RTP, with
     their RTCP at +1 and +3), so all four must be free, not just the first."""
     for _ in range(100):
         base = random.choice(_MEDIA_BASES)
+        if any(abs(base - given) < 4 for given in _handed_out):
+            continue
         probes = []
         try:
             for offset in range(4):
@@ -47,5 +55,6 @@ def free_media_port(host: str = "127.0.0.1") -> int:
         finally:
             for probe in probes:
                 probe.close()
+        _handed_out.append(base)
         return base
     raise RuntimeError("no four consecutive free UDP ports for SIPp media")
