@@ -38,8 +38,8 @@ PREFIXES = ("+1", "+44", "+49", "+4930", "+33", "1", "0")
 
 
 class Phones:
-    def contacts(self, account: str) -> list[str]:
-        return ["sip:bob@192.0.2.1:5060", "sip:bob@192.0.2.2:5060"]
+    def contacts(self, account: str) -> list[tuple[str, str]]:
+        return [("sip:bob@192.0.2.1:5060", ""), ("sip:bob@192.0.2.2:5060", "")]
 
 
 def dial_plan() -> DialPlan:
