@@ -19,8 +19,9 @@ for `--seconds` (as bench/daemon_calls.py does) while its latency probe
 places sequential calls; only the probe's datagrams are kept (its caller
 name travels on the callee leg too), and every segment of the INVITE -> 200
 path is reported as p50 / p90 / p99 over the probe's calls: where the tail
-of the set-up latency builds up. The capture keeps only SIP ports (a socket
-filter in the kernel), so RTP costs it nothing.
+of the set-up latency builds up; then the slowest 2 % of the probe's calls
+segment by segment (one long wait, or every hop slow at once). The capture
+keeps only SIP ports (a socket filter in the kernel), so RTP costs it nothing.
 
 Run (root): python bench/call_timeline.py [--calls 5] [--load 300 --seconds 20]
 """
@@ -289,6 +290,19 @@ def report_under_load(datagrams: list[Datagram], names: dict[int, str], probe: l
         f"| caller's INVITE => its 200 (on the wire) | {statistics.median(total):.2f} "
         f"| {pct(total, 90):.2f} | {pct(total, 99):.2f} |"
     )
+    report_slowest(complete, total)
+
+
+def report_slowest(complete: list[dict[tuple[str, str, str], float]], total: list[float]) -> None:
+    """The slowest 2 % of calls, segment by segment: one long wait or many short ones."""
+    ranked = sorted(range(len(complete)), key=total.__getitem__, reverse=True)
+    slowest = ranked[: max(1, len(ranked) // 50)]
+    segments = [pair for path in (PATH, ANSWER_PATH) for pair in itertools.pairwise(path)]
+    print(f"\nthe slowest {len(slowest)} calls, ms per segment (in the order above), total last:")
+    for i in slowest:
+        c = complete[i]
+        parts = " ".join(f"{(c[end] - c[start]) * 1e3:5.2f}" for start, end in segments)
+        print(f"{parts} | {total[i]:6.2f}")
 
 
 def _arrow(step: tuple[str, str, str]) -> str:

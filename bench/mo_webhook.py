@@ -76,21 +76,23 @@ async def baseline(url: str, messages: int, concurrency: int) -> float:
 
 async def worker(url: str, messages: int, concurrency: int) -> float:
     os.environ[SECRET_ENV] = "k"
-    config = SmsConfig(
-        numbers=[
-            {
-                "account": "alice",
-                "numbers": [NUMBER],
-                "channels": ["webhook"],
-                "webhook_url": url,
-                "webhook_secret": {"env": SECRET_ENV},
-            }
-        ],
-        mo_delivery={
-            "concurrency": concurrency,
-            "per_account_concurrency": concurrency,
-            "poll_interval": 0.05,
-        },
+    config = SmsConfig.model_validate(
+        {
+            "numbers": [
+                {
+                    "account": "alice",
+                    "numbers": [NUMBER],
+                    "channels": ["webhook"],
+                    "webhook_url": url,
+                    "webhook_secret": {"env": SECRET_ENV},
+                }
+            ],
+            "mo_delivery": {
+                "concurrency": concurrency,
+                "per_account_concurrency": concurrency,
+                "poll_interval": 0.05,
+            },
+        }
     )
     with tempfile.TemporaryDirectory() as data:
         store = await Store.open(StoreConfig(), Path(data))

@@ -548,7 +548,7 @@ def main() -> None:
         work = Path(tmp)
         users = users_csv(work / "users.csv")
 
-        register_uas = {}
+        register_uas: dict[str, float] = {}
         for label, scenario, uas_scenario, per_call in (
             REGISTER_STEPS if "register" in steps else ()
         ):
@@ -556,8 +556,14 @@ def main() -> None:
                 print("\n(1) authenticated REGISTER/s, highest rate of 200s to credentials")
             with sipp_uas(uas_scenario, work / f"{scenario}-uas") as uas_port:
                 register_uas[scenario] = highest_clean_rate(
-                    lambda r, s=scenario, n=per_call, p=uas_port: register_step(
-                        s, n, f"127.0.0.1:{p}", work, r, args.seconds, users
+                    partial(
+                        register_step,
+                        scenario,
+                        per_call,
+                        f"127.0.0.1:{uas_port}",
+                        work,
+                        seconds=args.seconds,
+                        users=users,
                     ),
                     rates,
                     f"baseline {label}",
@@ -568,8 +574,15 @@ def main() -> None:
         ):
             for label, scenario, _uas, per_call in REGISTER_STEPS if "register" in steps else ():
                 edge_best, _ = highest_clean_rate(
-                    lambda r, s=scenario, n=per_call: register_step(
-                        s, n, f"127.0.0.1:{edge.port}", work, r, args.seconds, users, edge.proc.pid
+                    partial(
+                        register_step,
+                        scenario,
+                        per_call,
+                        f"127.0.0.1:{edge.port}",
+                        work,
+                        seconds=args.seconds,
+                        users=users,
+                        pid=edge.proc.pid,
                     ),
                     rates,
                     f"edge {label}",

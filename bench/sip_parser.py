@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -91,10 +92,10 @@ def main() -> None:
         parsed = parse_message(data)
         framer = StreamFramer()
         cases: list[tuple[str, Callable[[], object]]] = [
-            ("baseline: bare header split", lambda d=data: baseline_split(d)),
-            ("parse_message (datagram)", lambda d=data: parse_message(d)),
-            ("StreamFramer.feed (stream)", lambda d=data, f=framer: f.feed(d)),
-            ("serialize", lambda m=parsed: serialize(m)),
+            ("baseline: bare header split", partial(baseline_split, data)),
+            ("parse_message (datagram)", partial(parse_message, data)),
+            ("StreamFramer.feed (stream)", partial(framer.feed, data)),
+            ("serialize", partial(serialize, parsed)),
         ]
         for name, run in cases:
             print(f"{label:<9} {name:<28} {rate(run, seconds):>10,.0f}")

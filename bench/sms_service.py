@@ -35,7 +35,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from smpp_client import (  # type: ignore[import-not-found]
+from smpp_client import (
     PASSWORD_ENV,
     Counting,
     params,
@@ -47,7 +47,7 @@ from gateway.config.models import DaemonConfig, StoreConfig
 from gateway.config.secrets import SecretRef
 from gateway.store.database import Store
 from smpp.client import SmscClient
-from smpp.config import SmscConfig, SmsConfig
+from smpp.config import SmscConfig, SmsConfig, SmsRouteConfig
 from smpp.service import SmsService
 from smpp.session import DeliverSm, SubmitResponse
 from smpp.submit_result import Accepted
@@ -56,7 +56,7 @@ from tests.smsc.simulator import SmscSimulator
 SUBMITTERS = 500
 
 
-class CountingReceipts(Counting):  # type: ignore[misc]
+class CountingReceipts(Counting):
     """The plain client's handler, also counting receipts (acked at once, not stored)."""
 
     def __init__(self, expected: int) -> None:
@@ -137,7 +137,7 @@ async def service_run(
             registered_delivery=1,
         )
         service = TimedService(
-            SmsConfig(routes=[{"prefix": "", "smsc": ["bench"]}]), (smsc,), store
+            SmsConfig(routes=(SmsRouteConfig(prefix="", smsc=("bench",)),)), (smsc,), store
         )
         service.expected = messages
         service.all_answered = asyncio.Event()

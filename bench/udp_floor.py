@@ -75,7 +75,7 @@ def _timed_edge_handler() -> list[int]:
     original = UdpEndpoint.datagram_received
     totals = [0, 0]
 
-    def timed(self: UdpEndpoint, data: bytes, addr: tuple[str, int]) -> None:
+    def timed(self: UdpEndpoint, data: bytes, addr: tuple[str | int, ...]) -> None:
         started = time.thread_time_ns()
         original(self, data, addr)
         totals[0] += time.thread_time_ns() - started

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.calls.peers import SippRun, call_through, free_udp_port, start_sipp
+from tests.calls.peers import SippRun, call_through, start_sipp
 from tests.support.daemon import DaemonProcess, write_config
 from tests.support.pjua_client import pjua_answer, run_pjua
+from tests.support.ports import free_udp_port
 
 
 def trunk_to(callee_port: int, calls: str, outbound: tuple[str, str] | None = None) -> str:
