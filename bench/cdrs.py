@@ -30,14 +30,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import gateway.store.cdrs as cdrs_module
 from gateway.calls.cdr import cdr_row
 from gateway.calls.control import CallControl
 from gateway.calls.registry import CallRecord, CallSettings, CallState, Cause, Disposition
 from gateway.calls.routing import CallRequest, Routed, RouteDecision, Target
 from gateway.config.models import LoggingConfig, StoreConfig
 from gateway.logs import configure_logging
-from gateway.store.cdrs import CdrStore, CdrWriter
+from gateway.store.cdrs import WRITE_CHUNK, CdrStore, CdrWriter
 from gateway.store.database import Store
 from media.events import (
     CallAnswered,
@@ -179,22 +178,24 @@ async def _max_gap(write: Awaitable[None]) -> float:
 
 async def loop_stall(rows: int, rounds: int, run_id: int) -> dict[int, list[float]]:
     """Longest loop stall per batch of `rows`, chunked as shipped and in one statement."""
-    chunked = cdrs_module.WRITE_CHUNK
-    stalls: dict[int, list[float]] = {chunked: [], rows: []}
+    stalls: dict[int, list[float]] = {WRITE_CHUNK: [], rows: []}
     with tempfile.TemporaryDirectory() as tmp:
         store = await Store.open(StoreConfig(), Path(tmp))
-        writer = CdrWriter(CdrStore(store), "bench", run_id, write_delay=0, max_pending=rows)
+        writers = {
+            chunk: CdrWriter(
+                CdrStore(store, chunk), "bench", run_id, write_delay=0, max_pending=rows
+            )
+            for chunk in stalls
+        }
         try:
             call = 0
             for _ in range(rounds):
-                for chunk in (chunked, rows):
-                    cdrs_module.WRITE_CHUNK = chunk
+                for chunk, writer in writers.items():
                     for offered, _ended in _records(rows, first=call):
                         writer.record(offered)
                     call += rows
                     stalls[chunk].append(await _max_gap(writer.flush()))
         finally:
-            cdrs_module.WRITE_CHUNK = chunked
             await store.close()
     return stalls
 
@@ -224,7 +225,7 @@ async def main() -> None:
     print(f"  write-behind, {batch} calls per batch  {batched:10.0f} calls/s (x{ratio:.1f})")
     stalls = await loop_stall(300, 10, 3)
     print("longest event-loop stall while a batch of 300 rows is written, median / worst of 10:")
-    for chunk, label in ((300, "baseline, one statement"), (cdrs_module.WRITE_CHUNK, "chunked")):
+    for chunk, label in ((300, "baseline, one statement"), (WRITE_CHUNK, "chunked")):
         ms = sorted(1000 * s for s in stalls[chunk])
         print(f"  {label:24} {chunk:3} rows   {ms[len(ms) // 2]:6.2f} / {ms[-1]:6.2f} ms")
 

@@ -33,14 +33,14 @@ _LENGTHS = {
     if isinstance(column.type, String) and column.type.length is not None
 }
 
-_DELETE_BY_KEY = delete(cdrs).where(
-    and_(cdrs.c.run_id == bindparam("k_run"), cdrs.c.call == bindparam("k_call"))
-)
 # Rows per statement of a batch. The statement's parameters are built on the
 # event loop (~8 us a row); at 300 calls/s an unchunked half-second batch held
 # the loop for 2-5 ms, and every call whose signalling arrived meanwhile waited.
 WRITE_CHUNK = 32
 
+_DELETE_BY_KEY = delete(cdrs).where(
+    and_(cdrs.c.run_id == bindparam("k_run"), cdrs.c.call == bindparam("k_call"))
+)
 _UPDATE_BY_KEY = update(cdrs).where(
     and_(cdrs.c.run_id == bindparam("k_run"), cdrs.c.call == bindparam("k_call"))
 )
@@ -91,8 +91,10 @@ class CdrQuery:
 class CdrStore:
     """Reads and writes the `cdrs` table."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, chunk: int = WRITE_CHUNK) -> None:
         self._engine = store.engine
+        self._chunk = chunk
+        """Rows per statement when writing (`apply`)."""
 
     async def apply(self, rows: Iterable[dict[str, Any]]) -> None:
         """Write each row as it now stands, in one transaction.
@@ -100,11 +102,12 @@ class CdrStore:
         Delete by key, then insert: idempotent (a retried batch whose commit
         did land writes the same rows again) and portable across SQLite and
         PostgreSQL, where a dialect upsert would not be. `rows` is consumed
-        `WRITE_CHUNK` at a time, each chunk just before its statements, so a
-        generator spreads its own mapping work over the loop too.
+        `chunk` (WRITE_CHUNK) at a time, each chunk just before its statements,
+        so a generator spreads its own mapping work over the loop too.
         """
+        size = self._chunk
         pending = iter(rows)
-        chunk = list(islice(pending, WRITE_CHUNK))
+        chunk = list(islice(pending, size))
         if not chunk:
             return
         async with self._engine.begin() as conn:
@@ -112,7 +115,7 @@ class CdrStore:
                 keys = [{"k_run": row["run_id"], "k_call": row["call"]} for row in chunk]
                 await conn.execute(_DELETE_BY_KEY, keys)
                 await conn.execute(cdrs.insert(), [fit(dict(row)) for row in chunk])
-                chunk = list(islice(pending, WRITE_CHUNK))
+                chunk = list(islice(pending, size))
 
     async def close_abandoned(self, run_ids: Iterable[int]) -> int:
         """Finish the `in_progress` rows of runs that crashed (see `closed_after_crash`).
