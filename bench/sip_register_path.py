@@ -64,7 +64,7 @@ class _Refuse:
         return Reject(403, "Forbidden")
 
 
-class _Wire:
+class Wire:
     """Stands in for the asyncio datagram transport: keeps the last datagram sent."""
 
     def __init__(self) -> None:
@@ -80,7 +80,7 @@ class _Wire:
         return default  # no socket: the endpoint cannot read receive times
 
 
-def _edge() -> tuple[SipEdge, UdpEndpoint, _Wire]:
+def _edge() -> tuple[SipEdge, UdpEndpoint, Wire]:
     config = SipConfig(
         auth=SipAuthConfig(realm=REALM, algorithms=("MD5",)),
         protection=SipProtectionConfig(packet_rate=1e9, packet_burst=10**9),
@@ -93,7 +93,7 @@ def _edge() -> tuple[SipEdge, UdpEndpoint, _Wire]:
     }
     edge = SipEdge(config, Metrics(), EDGE, Directory(accounts, []), _Refuse())
     endpoint = UdpEndpoint(edge._limits(), edge.on_message, edge.on_bad_message, edge._allow_packet)
-    wire = _Wire()
+    wire = Wire()
     endpoint.connection_made(wire)  # type: ignore[arg-type]
     return edge, endpoint, wire
 
@@ -133,7 +133,7 @@ def _authorization(n: int, nonce: str, nc: int = 1) -> str:
 
 
 def _exchange(
-    endpoint: UdpEndpoint, wire: _Wire, datagram: bytes, status: bytes
+    endpoint: UdpEndpoint, wire: Wire, datagram: bytes, status: bytes
 ) -> tuple[bytes, int]:
     """Hand one datagram to the edge: (its answer, CPU nanoseconds the edge spent)."""
     t0 = time.thread_time_ns()
@@ -145,7 +145,7 @@ def _exchange(
     return answer, spent
 
 
-def run_pairs(endpoint: UdpEndpoint, wire: _Wire, start: int, pairs: int) -> int:
+def run_pairs(endpoint: UdpEndpoint, wire: Wire, start: int, pairs: int) -> int:
     """Handle `pairs` REGISTER pairs; returns CPU nanoseconds spent inside the edge."""
     total = 0
     for n in range(start, start + pairs):
@@ -158,7 +158,7 @@ def run_pairs(endpoint: UdpEndpoint, wire: _Wire, start: int, pairs: int) -> int
     return total
 
 
-def run_refreshes(endpoint: UdpEndpoint, wire: _Wire, start: int, calls: int) -> int:
+def run_refreshes(endpoint: UdpEndpoint, wire: Wire, start: int, calls: int) -> int:
     """As a phone refreshing with nonce reuse (register_refresh.xml): per call one
     401, then REFRESHES authenticated REGISTERs with nc 1..REFRESHES. Returns CPU
     nanoseconds spent inside the edge for all of them."""

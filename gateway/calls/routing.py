@@ -13,7 +13,7 @@ from typing import Protocol
 
 from gateway.calls.callerid import CallerId
 from gateway.sip.errors import SipParseError
-from gateway.sip.uri import SipUri
+from gateway.sip.uri import parse_uri
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +108,6 @@ class Router(Protocol):
 def dialed_number(request_uri: str) -> str:
     """The user part of a sip:/sips:/tel: Request-URI; empty when there is none."""
     try:
-        return SipUri.parse(request_uri).user or ""
+        return parse_uri(request_uri).user or ""
     except SipParseError:
         return ""

@@ -62,6 +62,7 @@ from gateway.sip.refer import (
 )
 from gateway.sip.registrar import Binding, RegisterResult
 from gateway.sip.rejection import bad_gateway_for, response_for
+from gateway.sip.relay import relay_engine_response
 from gateway.sip.transport import (
     Address,
     Connections,
@@ -203,15 +204,24 @@ class SipEdge:
                 ) from exc
             self.bound.append(BoundListener(listener.transport, listener.host, port))
             self._public.append(Interface(listener.transport, listener.host, port))
-        internal = UdpEndpoint(
-            self._limits(), self.on_internal_message, self.on_bad_message, lambda _ip: True
-        )
+        internal = self.internal_endpoint()
         transport = await open_udp(self.upstream[0], 0, internal, self.config.udp_receive_buffer)
         self._closers.append(transport.close)
         self._internal = internal
         host, port = transport.get_extra_info("sockname")[:2]
         self._internal_iface = Interface("udp", str(host), int(port))
         self._sweeper = asyncio.create_task(self._sweep_loop())
+
+    def internal_endpoint(self) -> UdpEndpoint:
+        """The protocol object of the socket the engine talks to."""
+        return UdpEndpoint(
+            self._limits(),
+            self.on_internal_message,
+            self.on_bad_message,
+            lambda _ip: True,
+            self.relay_engine_response,
+            trusted=True,  # PJSIP's own output; other sources are dropped unread
+        )
 
     @property
     def internal_interface(self) -> Interface:
@@ -364,6 +374,21 @@ class SipEdge:
             _log.warning("upstream_bad_message", status=exc.status, reason=exc.reason)
         if self.between_messages is not None:
             self.between_messages()
+
+    def relay_engine_response(self, data: bytes, source: Address) -> bool:
+        """Relay an engine response without parsing it (`relay.py`); False: not one of
+        those, parse it."""
+        if source != self.upstream:
+            return False
+        relayed = relay_engine_response(data)
+        if relayed is None:
+            return False
+        if self.engine_answered is not None and relayed.method == "INVITE":
+            self.engine_answered(relayed.call_id)
+        self._send_to_hop(relayed.hop, relayed.payload)
+        if self.between_messages is not None:
+            self.between_messages()
+        return True
 
     def _public_request(self, request: SipRequest, peer: Peer) -> None:
         method = request.method
@@ -537,20 +562,20 @@ class SipEdge:
             if nat_hop is not None and not self._flow_open(nat_hop):
                 self._flow_failed(request)
                 return
-        probe = nat_hop or next_hop_for_request(request, "udp")
-        outgoing = self._iface_for(probe.transport, probe.host)
+        interfaces = (self._internal_iface, *self._public)
+        hop = nat_hop or next_hop_for_request(request, "udp", interfaces)
+        outgoing = self._iface_for(hop.transport, hop.host)
         try:
             forwarded = forward_request(
                 request,
                 peer.address,
                 outgoing=outgoing,
                 incoming=self._internal_iface,
-                interfaces=(self._internal_iface, *self._public),
+                interfaces=interfaces,
                 secret=self._secret,
             )
         except TooManyHops:
             return
-        hop = nat_hop or next_hop_for_request(forwarded, "udp")
         self._forwarded_out.inc()
         # A name that does not resolve: 503 to the engine, which fails over.
         self._send_to_hop(

@@ -227,13 +227,14 @@ def _validate(msg: SipMessage) -> None:
         expires(msg)
 
 
-def _build(head: Head, body: bytes) -> SipMessage:
+def _build(head: Head, body: bytes, validate: bool = True) -> SipMessage:
     msg: SipMessage
     if head.is_request:
         msg = SipRequest(head.method, head.uri, head.headers, body)
     else:
         msg = SipResponse(head.status, head.reason, head.headers, body)
-    _validate(msg)
+    if validate:
+        _validate(msg)
     return msg
 
 
@@ -245,9 +246,17 @@ def too_large(detail: str, *, stream: bool) -> SipParseError:
 
 
 def parse_message(
-    data: bytes, limits: ParseLimits = DEFAULT_LIMITS, *, stream: bool = False
+    data: bytes,
+    limits: ParseLimits = DEFAULT_LIMITS,
+    *,
+    stream: bool = False,
+    validate: bool = True,
 ) -> SipMessage:
     """Parse one whole message.
+
+    `validate=False` is for a sender the caller trusts (the engine): the start line
+    and header fields are checked as always, but header values are parsed only when
+    an accessor reads them, so an accessor may raise `SipParseError` later.
 
     Datagram rules (RFC 3261 §18.3): without Content-Length the body is the
     rest of the datagram; a Content-Length beyond the data is 400; octets
@@ -268,13 +277,13 @@ def parse_message(
     if length_text is None:
         if stream:
             raise missing_header("Content-Length")
-        return _build(head, data[body_start:])
+        return _build(head, data[body_start:], validate)
     length = parse_content_length(length_text)
     if length > available:
         raise bad_header("Content-Length", f"{length} exceeds the {available} body bytes")
     if stream and length < available:
         raise bad_request("Trailing Data", f"{available - length} bytes after the body")
-    return _build(head, data[body_start : body_start + length])
+    return _build(head, data[body_start : body_start + length], validate)
 
 
 def start_line(msg: SipMessage) -> str:

@@ -7,11 +7,12 @@ retransmission is forwarded the same way (the branch is derived, not random).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.sip.address import parse_name_addr, parse_via
+from gateway.sip.address import ViaHeader, parse_name_addr
 from gateway.sip.errors import SipParseError
 from gateway.sip.grammar import split_list
 from gateway.sip.headers import Headers, canonical_name
@@ -26,7 +27,7 @@ from gateway.sip.message import (
     vias,
 )
 from gateway.sip.refer import TRANSFER_HEADER
-from gateway.sip.uri import SipUri, hostport, is_ip_literal
+from gateway.sip.uri import MEMO_MAX_CHARS, PARSED_VALUE_CACHE, SipUri, hostport, is_ip_literal
 
 MAGIC_COOKIE = "z9hG4bK"
 # Our branches carry this mark so responses to them are recognised.
@@ -110,23 +111,6 @@ def edit_first(headers: Headers, name: str, edit: Callable[[list[str]], list[str
     return Headers._trusted([(key, canonical, ", ".join(values)), *fields]) if values else headers
 
 
-def stamp_received(headers: Headers, source: tuple[str, int]) -> Headers:
-    """Add received/rport to the top Via (RFC 3261 §18.2.1, RFC 3581 §4)."""
-
-    def edit(values: list[str]) -> list[str]:
-        if not values:
-            return values
-        via = parse_via(values[0])
-        if via.has_rport:
-            via.params["rport"] = str(source[1])
-            via.params["received"] = source[0]
-        elif via.host.strip("[]") != source[0]:
-            via.params["received"] = source[0]
-        return [str(via), *values[1:]]
-
-    return edit_first(headers, "Via", edit)
-
-
 def derive_branch(request: SipRequest, secret: bytes) -> str:
     """Same input branch -> same output branch (needed for CANCEL and ACK to match)."""
     top = request.headers.get("Via") or ""
@@ -150,7 +134,14 @@ def derive_branch(request: SipRequest, secret: bytes) -> str:
 
 
 def is_ours(route: str, interfaces: tuple[Interface, ...]) -> bool:
-    """A Route entry that names one of the edge's own interfaces."""
+    """A Route entry that names one of the edge's own interfaces (memoised up to
+    MEMO_MAX_CHARS: every call carries the same few)."""
+    if len(route) <= MEMO_MAX_CHARS:
+        return _memoised_is_ours(route, interfaces)
+    return _is_ours(route, interfaces)
+
+
+def _is_ours(route: str, interfaces: tuple[Interface, ...]) -> bool:
     try:
         uri = SipUri.parse(parse_name_addr(route, "Route").uri)
     except SipParseError:
@@ -161,6 +152,22 @@ def is_ours(route: str, interfaces: tuple[Interface, ...]) -> bool:
         uri.host.strip("[]") == i.host and (uri.port or DEFAULT_PORTS[i.transport]) == i.port
         for i in interfaces
     )
+
+
+_memoised_is_ours = functools.lru_cache(maxsize=PARSED_VALUE_CACHE)(_is_ours)
+
+
+def _stamped(via: ViaHeader, source: tuple[str, int]) -> str:
+    """The top Via with received/rport set (RFC 3261 §18.2.1, RFC 3581 §4)."""
+    params = via.params
+    if via.has_rport:
+        params = {**params, "rport": str(source[1]), "received": source[0]}
+    elif via.host.strip("[]") != source[0]:
+        params = {**params, "received": source[0]}
+    return str(ViaHeader(via.transport, via.host, via.port, params, via.protocol))
+
+
+_OWN_HEADERS = frozenset({ORIGIN_HEADER.lower(), TRANSFER_HEADER.lower()})
 
 
 def forward_request(
@@ -174,41 +181,67 @@ def forward_request(
     origin: str | None = None,
     transfer: int = 0,
 ) -> SipRequest:
-    """The request as the edge passes it on: our Via on top, our Routes consumed.
+    """The request as the edge passes it on: our Via on top (the sender's stamped with
+    received/rport), Max-Forwards down by one, our leading Routes consumed, a double
+    Record-Route on a dialog-creating request. One pass over the fields.
 
     `origin` becomes the `X-Callgate-Origin` header, `transfer` (a number, 0: none)
     `X-Callgate-Transfer` (refer.py); copies sent by a peer never pass.
     """
-    headers = stamp_received(request.headers, source)
-    if headers is request.headers:
-        headers = headers.copy()  # no Via to stamp; never edit the request's own fields
-    for own in (ORIGIN_HEADER, TRANSFER_HEADER):
-        if own in headers:
-            headers.remove(own)
-    if origin is not None:
-        headers.add(ORIGIN_HEADER, origin)
-    if transfer:
-        headers.add(TRANSFER_HEADER, str(transfer))
+    headers = request.headers
+    fields = headers._fields
     max_forwards = headers.get("Max-Forwards")
     remaining = int(max_forwards) if max_forwards and max_forwards.isdigit() else 70
     if remaining <= 0:
         raise TooManyHops
-    headers.set("Max-Forwards", str(remaining - 1))
-    # Loose routing: drop every leading Route entry that is us.
-    while (top := headers.get("Route")) is not None and is_ours(top, interfaces):
-        headers = edit_first(headers, "Route", lambda values: values[1:])
-    if request.method in ("INVITE", "SUBSCRIBE", "REFER") and to_address(request).tag is None:
-        # Double Record-Route: one entry per side, so each side routes to its own
-        # interface (the transports differ).
-        headers = edit_first(
-            headers,
-            "Record-Route",
-            lambda values: [outgoing.uri("out"), incoming.uri("in"), *values],
+    record = request.method in _RECORD_ROUTED and to_address(request).tag is None
+    ours = outgoing.via(derive_branch(request, secret))
+    out: list[tuple[str, str, str]] = []
+    append = out.append
+    via_done = record_done = routes_done = False
+    for field in fields:
+        key = field[0]
+        if key == "via" and not via_done:
+            via_done = True
+            values = split_list(field[2])
+            if values:
+                values[0] = _stamped(vias(request)[0], source)
+            append((key, field[1], ", ".join([ours, *values])))
+        elif key in _OWN_HEADERS:
+            continue
+        elif key == "max-forwards":
+            append((key, field[1], str(remaining - 1)))
+        elif key == "route" and not routes_done:
+            # Loose routing: every leading Route entry that is us goes.
+            values = split_list(field[2])
+            kept = 0
+            while kept < len(values) and is_ours(values[kept], interfaces):
+                kept += 1
+            if kept < len(values):
+                routes_done = True
+                append(field if not kept else (key, field[1], ", ".join(values[kept:])))
+        elif key == "record-route" and record and not record_done:
+            # Double Record-Route: one entry per side, so each side routes to its own
+            # interface (the transports differ).
+            record_done = True
+            values = [outgoing.uri("out"), incoming.uri("in"), *split_list(field[2])]
+            append((key, field[1], ", ".join(values)))
+        else:
+            append(field)
+    if record and not record_done:
+        out.insert(
+            0, ("record-route", "Record-Route", f"{outgoing.uri('out')}, {incoming.uri('in')}")
         )
-    headers = edit_first(
-        headers, "Via", lambda values: [outgoing.via(derive_branch(request, secret)), *values]
-    )
-    return SipRequest(request.method, request.uri, headers, request.body, request.version)
+    if not via_done:
+        out.insert(0, ("via", "Via", ours))
+    forwarded = Headers._trusted(out)
+    if origin is not None:
+        forwarded.add(ORIGIN_HEADER, origin)
+    if transfer:
+        forwarded.add(TRANSFER_HEADER, str(transfer))
+    if max_forwards is None:
+        forwarded.add("Max-Forwards", str(remaining - 1))
+    return SipRequest(request.method, request.uri, forwarded, request.body, request.version)
 
 
 _RECORD_ROUTED = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
@@ -231,14 +264,32 @@ def keep_in_route(response: SipResponse, internal: Interface) -> SipResponse:
     return SipResponse(response.status, response.reason, headers, response.body, response.version)
 
 
-def next_hop_for_request(request: SipRequest, default_transport: str) -> Hop:
-    """Top Route if any, else the Request-URI (a DNS name is resolved when sending)."""
-    target = request.headers.get("Route")
-    uri = SipUri.parse(parse_name_addr(target, "Route").uri if target else request.uri)
+def next_hop_for_request(
+    request: SipRequest, default_transport: str, interfaces: tuple[Interface, ...] = ()
+) -> Hop:
+    """Where the request goes once the edge forwarded it: the first Route entry that is
+    not one of `interfaces` (forwarding consumes those), else the Request-URI (a DNS
+    name is resolved when sending)."""
+    target = request.uri
+    for route in request.headers.get_all("Route"):
+        if not is_ours(route, interfaces):
+            target = parse_name_addr(route, "Route").uri
+            break
+    if len(target) <= MEMO_MAX_CHARS:
+        return _memoised_hop(target, default_transport)
+    return _hop_for_uri(target, default_transport)
+
+
+def _hop_for_uri(text: str, default_transport: str) -> Hop:
+    """The hop a URI names (memoised: a dialog's requests repeat their target)."""
+    uri = SipUri.parse(text)
     transport = (uri.params.get("transport") or default_transport).lower()
     if uri.scheme == "sips":
         transport = "tls"
     return hop_to(transport, uri.host, uri.port)
+
+
+_memoised_hop = functools.lru_cache(maxsize=PARSED_VALUE_CACHE)(_hop_for_uri)
 
 
 def forward_response(response: SipResponse) -> tuple[SipResponse, Hop] | None:

@@ -51,6 +51,8 @@ MessageHandler = Callable[[SipRequest | SipResponse, Peer], None]
 ErrorHandler = Callable[[SipParseError, bytes, Peer], None]
 PacketGate = Callable[[str], bool]
 """Called with the source IP before any parsing; False drops the packet."""
+Relay = Callable[[bytes, Address], bool]
+"""Offered each datagram before it is parsed; True: it handled the datagram whole."""
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
@@ -62,11 +64,16 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         on_message: MessageHandler,
         on_error: ErrorHandler,
         gate: PacketGate,
+        relay: Relay | None = None,
+        *,
+        trusted: bool = False,
     ) -> None:
         self._limits = limits
         self._on_message = on_message
         self._on_error = on_error
         self._gate = gate
+        self._relay = relay
+        self._validate = not trusted  # a trusted sender's header values are parsed on use
         self._fd = -1
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -85,6 +92,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def waited(self) -> float:
         """Seconds the datagram being handled waited in the socket before it was read
         (one syscall: asked only for requests admission policy sees, not per datagram)."""
+        if self._fd < 0:
+            return 0.0
         try:
             stamp: tuple[int, int] = _TIMEVAL.unpack(
                 fcntl.ioctl(self._fd, _SIOCGSTAMP, bytes(_TIMEVAL.size))
@@ -101,13 +110,15 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         address = (str(addr[0]), int(addr[1]))
         if not self._gate(address[0]) or is_keepalive(data):
             return
+        if self._relay is not None and self._relay(data, address):
+            return
 
         def send(payload: bytes) -> None:
             self.sendto(payload, address)
 
         peer = Peer("udp", address, send, self.waited)
         try:
-            message = parse_message(data, self._limits)
+            message = parse_message(data, self._limits, validate=self._validate)
         except SipParseError as exc:
             self._on_error(exc, data, peer)
             return

@@ -15,6 +15,8 @@ from gateway.sip.message import (
     SipRequest,
     SipResponse,
     content_length,
+    cseq,
+    from_address,
     make_response,
     parse_message,
     serialize,
@@ -251,3 +253,20 @@ def test_checked_request_uris_are_remembered_within_a_bound_and_per_scheme_set()
     with pytest.raises(SipParseError) as raised:
         parser._check_request_uri("tel:+15551234567", frozenset({"sip", "sips"}))
     assert raised.value.status == 416
+
+
+def test_a_trusted_message_parses_its_values_only_when_read() -> None:
+    data = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKcg1\r\n"
+        b"From: not an address\r\nTo: <sip:b@127.0.0.1>;tag=2\r\nCall-ID: c\r\n"
+        b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    with pytest.raises(SipParseError):
+        parse_message(data)
+    message = parse_message(data, validate=False)
+    assert cseq(message).method == "INVITE"
+    with pytest.raises(SipParseError):
+        from_address(message)
+    # The start line and the fields' framing are checked all the same.
+    with pytest.raises(SipParseError):
+        parse_message(b"SIP/2.0 2000 OK\r\nCall-ID: c\r\n\r\n", validate=False)
