@@ -583,13 +583,15 @@ class B2bua:
         except Exception as exc:  # noqa: BLE001 - e.g. a re-INVITE already pending: keep the call
             _log.warning("hold_relay_failed", call=bridge.call, held=held, error=_reason(exc))
 
-    def note_reason(self, bridge: Bridge, prm: Any) -> None:
-        """Keep the Q.850 cause of a Reason header in the message that changed a leg's state.
+    def note_reason(self, bridge: Bridge, leg: Any, prm: Any) -> None:
+        """Keep the Q.850 cause of a Reason header in the message that ended `leg`.
 
         Read before the state is handled, so the cause travels with the
-        release to the other leg (BYE, CANCEL or final response) and out.
+        release to the other leg (BYE, CANCEL or final response) and out. A leg
+        still active was not ended: its message (a 180, a 200) is not read, each
+        read copies the whole message out of PJSIP.
         """
-        if bridge.q850 is not None:
+        if bridge.q850 is not None or leg.isActive():
             return
         message = _received_message(self._pj, prm)
         if message is not None:
@@ -864,7 +866,7 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any, Any]:
             if self.bridge is None:  # already reaped
                 return
             try:
-                b2bua.note_reason(self.bridge, prm)
+                b2bua.note_reason(self.bridge, self, prm)
                 b2bua.caller_state(self.bridge, prm)
             except Exception as exc:  # noqa: BLE001 - this call only
                 b2bua.fault(self.bridge, exc)
@@ -887,7 +889,7 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any, Any]:
             if self.bridge is None:  # already reaped
                 return
             try:
-                b2bua.note_reason(self.bridge, prm)
+                b2bua.note_reason(self.bridge, self, prm)
                 b2bua.callee_state(self.bridge, self)
             except Exception as exc:  # noqa: BLE001 - this call only
                 b2bua.fault(self.bridge, exc)
@@ -910,7 +912,7 @@ def _classes(pj: Any, b2bua: B2bua) -> tuple[Any, Any, Any, Any]:
             if self.bridge is None:  # dropped or reaped
                 return
             try:
-                b2bua.note_reason(self.bridge, prm)
+                b2bua.note_reason(self.bridge, self, prm)
                 b2bua.transfer_state(self.bridge, self)
             except Exception as exc:  # noqa: BLE001 - this call only
                 b2bua.fault(self.bridge, exc)
