@@ -173,90 +173,63 @@ class CallPath:
         side.datagram_received(data, source)
         self.spent[kind] += time.thread_time_ns() - t0
 
-    def _forwarded(self, wire: Wire, first: bytes) -> bytes:
+    def _through(self, kind: str, data: bytes, source: tuple[str, int], first: bytes) -> bytes:
+        """Hand `data` from `source` to the edge; returns what the edge sent on the other
+        side, which must start with `first`."""
+        from_engine = source == ENGINE
+        self._give(kind, self.internal if from_engine else self.public, data, source)
+        wire = self.public_wire if from_engine else self.internal_wire
         sent = wire.sent.pop()
         if wire.sent or not sent.startswith(first):
-            raise RuntimeError(f"expected {first!r}, got {sent[:120]!r}")
+            raise RuntimeError(f"{kind}: expected {first!r}, got {sent[:120]!r}")
         return sent
 
     def call(self, n: int) -> None:
-        pub, internal = self.public, self.internal
-        pub_wire, int_wire = self.public_wire, self.internal_wire
-        a = (f"a{n}@bench", f"ta{n}", "")
-        uri = f"sip:1555{n:07d}@{EDGE[0]}:{EDGE[1]}"
-        caller_via = f"{CALLER[0]}:{CALLER[1]};branch=z9hG4bK-a{n}"
-        invite = _with_body(
-            _request("INVITE", uri, caller_via, a, 1),
-            f"Contact: <sip:caller@{CALLER[0]}:{CALLER[1]}>\r\n",
-        )
-        self._give("caller INVITE", pub, invite, CALLER)
-        a_invite = self._forwarded(int_wire, b"INVITE ")
+        through = self._through
         engine = f"sip:{ENGINE[0]}:{ENGINE[1]}"
-        self._give(
-            "engine 100", internal, _answer(a_invite, "100 Trying", "", engine, False), ENGINE
-        )
-        self._forwarded(pub_wire, b"SIP/2.0 100")
-        b = (f"b{n}@engine", f"tb{n}", "")
-        b_uri = f"sip:1555{n:07d}@{CALLEE[0]}:{CALLEE[1]}"
-        engine_via = f"{ENGINE[0]}:{ENGINE[1]};rport;branch=z9hG4bKPj-b{n}"
-        b_invite = _with_body(
-            _request("INVITE", b_uri, engine_via, b, 1),
-            f"Contact: <{engine}>\r\nRoute: {ROUTE_ENGINE}\r\n{PJSIP_HEADERS}",
-        )
-        self._give("engine INVITE", internal, b_invite, ENGINE)
-        to_callee = self._forwarded(pub_wire, b"INVITE ")
         callee = f"sip:callee@{CALLEE[0]}:{CALLEE[1]}"
-        self._give(
-            "callee 180", pub, _answer(to_callee, "180 Ringing", f"tc{n}", callee, False), CALLEE
-        )
-        self._forwarded(int_wire, b"SIP/2.0 180")
-        self._give(
-            "engine 180",
-            internal,
-            _answer(a_invite, "180 Ringing", f"te{n}", engine, False),
-            ENGINE,
-        )
-        self._forwarded(pub_wire, b"SIP/2.0 180")
-        self._give("callee 200", pub, _answer(to_callee, "200 OK", f"tc{n}", callee, True), CALLEE)
-        self._forwarded(int_wire, b"SIP/2.0 200")
-        b_dialog = (b[0], b[1], f"tc{n}")
-        ack_via = f"{ENGINE[0]}:{ENGINE[1]};rport;branch=z9hG4bKPj-b{n}-ack"
-        self._give(
-            "engine ACK",
-            internal,
-            _empty(_request("ACK", callee, ack_via, b_dialog, 1), f"Route: {ROUTE_IN}\r\n"),
-            ENGINE,
-        )
-        self._forwarded(pub_wire, b"ACK ")
-        self._give(
-            "engine 200", internal, _answer(a_invite, "200 OK", f"te{n}", engine, True), ENGINE
-        )
-        self._forwarded(pub_wire, b"SIP/2.0 200")
+        a = (f"a{n}@bench", f"ta{n}", "")
         a_dialog = (a[0], a[1], f"te{n}")
-        ack = _request(
-            "ACK", engine, f"{CALLER[0]}:{CALLER[1]};branch=z9hG4bK-a{n}-ack", a_dialog, 1
-        )
-        self._give("caller ACK", pub, _empty(ack), CALLER)
-        self._forwarded(int_wire, b"ACK ")
-        bye = _request(
-            "BYE", engine, f"{CALLER[0]}:{CALLER[1]};branch=z9hG4bK-a{n}-bye", a_dialog, 2
-        )
-        self._give("caller BYE", pub, _empty(bye), CALLER)
-        a_bye = self._forwarded(int_wire, b"BYE ")
-        self._give("engine 200 BYE", internal, _answer(a_bye, "200 OK", "", engine, False), ENGINE)
-        self._forwarded(pub_wire, b"SIP/2.0 200")
-        bye_via = f"{ENGINE[0]}:{ENGINE[1]};rport;branch=z9hG4bKPj-b{n}-bye"
-        self._give(
-            "engine BYE",
-            internal,
-            _empty(_request("BYE", callee, bye_via, b_dialog, 2), f"Route: {ROUTE_IN}\r\n"),
-            ENGINE,
-        )
-        to_callee_bye = self._forwarded(pub_wire, b"BYE ")
-        self._give(
-            "callee 200 BYE", pub, _answer(to_callee_bye, "200 OK", "", callee, False), CALLEE
-        )
-        self._forwarded(int_wire, b"SIP/2.0 200")
+        b = (f"b{n}@engine", f"tb{n}", "")
+        b_dialog = (b[0], b[1], f"tc{n}")
+
+        def caller_via(suffix: str) -> str:
+            return f"{CALLER[0]}:{CALLER[1]};branch=z9hG4bK-a{n}{suffix}"
+
+        def engine_via(suffix: str) -> str:
+            return f"{ENGINE[0]}:{ENGINE[1]};rport;branch=z9hG4bKPj-b{n}{suffix}"
+
+        uri = f"sip:1555{n:07d}@{EDGE[0]}:{EDGE[1]}"
+        caller_contact = f"Contact: <sip:caller@{CALLER[0]}:{CALLER[1]}>\r\n"
+        invite = _with_body(_request("INVITE", uri, caller_via(""), a, 1), caller_contact)
+        a_invite = through("caller INVITE", invite, CALLER, b"INVITE ")
+        through("engine 100", _answer(a_invite, "100 Trying", "", engine, False), ENGINE,
+                b"SIP/2.0 100")  # fmt: skip
+        b_uri = f"sip:1555{n:07d}@{CALLEE[0]}:{CALLEE[1]}"
+        b_head = f"Contact: <{engine}>\r\nRoute: {ROUTE_ENGINE}\r\n{PJSIP_HEADERS}"
+        b_invite = _with_body(_request("INVITE", b_uri, engine_via(""), b, 1), b_head)
+        to_callee = through("engine INVITE", b_invite, ENGINE, b"INVITE ")
+        ringing = _answer(to_callee, "180 Ringing", f"tc{n}", callee, False)
+        through("callee 180", ringing, CALLEE, b"SIP/2.0 180")
+        ringing = _answer(a_invite, "180 Ringing", f"te{n}", engine, False)
+        through("engine 180", ringing, ENGINE, b"SIP/2.0 180")
+        answer = _answer(to_callee, "200 OK", f"tc{n}", callee, True)
+        through("callee 200", answer, CALLEE, b"SIP/2.0 200")
+        route = f"Route: {ROUTE_IN}\r\n"
+        ack = _empty(_request("ACK", callee, engine_via("-ack"), b_dialog, 1), route)
+        through("engine ACK", ack, ENGINE, b"ACK ")
+        answer = _answer(a_invite, "200 OK", f"te{n}", engine, True)
+        through("engine 200", answer, ENGINE, b"SIP/2.0 200")
+        ack = _empty(_request("ACK", engine, caller_via("-ack"), a_dialog, 1))
+        through("caller ACK", ack, CALLER, b"ACK ")
+        bye = _empty(_request("BYE", engine, caller_via("-bye"), a_dialog, 2))
+        a_bye = through("caller BYE", bye, CALLER, b"BYE ")
+        answer = _answer(a_bye, "200 OK", "", engine, False)
+        through("engine 200 BYE", answer, ENGINE, b"SIP/2.0 200")
+        bye = _empty(_request("BYE", callee, engine_via("-bye"), b_dialog, 2), route)
+        to_callee_bye = through("engine BYE", bye, ENGINE, b"BYE ")
+        answer = _answer(to_callee_bye, "200 OK", "", callee, False)
+        through("callee 200 BYE", answer, CALLEE, b"SIP/2.0 200")
 
 
 def instructions_run(calls: int) -> None:
