@@ -418,30 +418,7 @@ class B2bua:
         if not self._has_call_control():
             self._release(bridge, *_NO_CALL_CONTROL, Party.GATEWAY)
             return
-        message: str = prm.rdata.wholeMsg
-        line_end = message.find("\r\n")
-        parts = message[: line_end if line_end >= 0 else None].split(" ")
-        request_uri = parts[1] if len(parts) > 1 else ""
-        from_match = _FROM.search(message)
-        call_id_match = _CALL_ID.search(message)
-        # Set by the edge only (it strips copies from peers): who the caller was admitted as.
-        origin = _ORIGIN.search(message)
-        kind, name = (origin.group(1).lower(), origin.group(2)) if origin else ("", "")
-        self._emit(
-            CallOffered(
-                bridge.call,
-                time.time(),
-                request_uri,
-                _uri_of(from_match.group(1)) if from_match else "",
-                call_id_match.group(1) if call_id_match else "",
-                account=name if kind == "account" else "",
-                trunk=name if kind == "trunk" else "",
-                max_forwards=int(hops.group(1)) if (hops := _MAX_FORWARDS.search(message)) else 70,
-                display_name=_display_of(from_match.group(1)) if from_match else "",
-                asserted_identity=pai.group(1) if (pai := _PAI.search(message)) else "",
-                privacy=privacy.group(1) if (privacy := _PRIVACY.search(message)) else "",
-            )
-        )
+        self._emit(offered_call(bridge.call, time.time(), prm.rdata.wholeMsg))
 
     def caller_state(self, bridge: Bridge, prm: Any) -> None:
         if bridge.caller_gone or bridge.caller.isActive():
@@ -971,6 +948,35 @@ def _peer(bridge: Bridge, party: Party) -> Party:
     if party is not Party.CALLEE:
         return Party.CALLEE
     return Party.TARGET if bridge.transferred else Party.CALLER
+
+
+def offered_call(call: int, at: float, message: str) -> CallOffered:
+    """The CallOffered event for a caller's INVITE as the engine received it.
+
+    Only the header section is read: a body line (SDP, a multipart part) is not a
+    header, and scanning it would cost each search as much again.
+    """
+    head = message.split("\r\n\r\n", 1)[0]
+    line_end = head.find("\r\n")
+    parts = head[: line_end if line_end >= 0 else None].split(" ")
+    from_match = _FROM.search(head)
+    call_id_match = _CALL_ID.search(head)
+    # Set by the edge only (it strips copies from peers): who the caller was admitted as.
+    origin = _ORIGIN.search(head)
+    kind, name = (origin.group(1).lower(), origin.group(2)) if origin else ("", "")
+    return CallOffered(
+        call,
+        at,
+        parts[1] if len(parts) > 1 else "",
+        _uri_of(from_match.group(1)) if from_match else "",
+        call_id_match.group(1) if call_id_match else "",
+        account=name if kind == "account" else "",
+        trunk=name if kind == "trunk" else "",
+        max_forwards=int(hops.group(1)) if (hops := _MAX_FORWARDS.search(head)) else 70,
+        display_name=_display_of(from_match.group(1)) if from_match else "",
+        asserted_identity=pai.group(1) if (pai := _PAI.search(head)) else "",
+        privacy=privacy.group(1) if (privacy := _PRIVACY.search(head)) else "",
+    )
 
 
 def _received_message(pj: Any, prm: Any) -> str | None:
