@@ -1,6 +1,6 @@
 """In-process cost of one call's SIP through the edge, without sockets, engine or SIPp.
 
-The 14 datagrams a bridged call sends through the edge (as bench/call_timeline.py
+The 13 datagrams a bridged call sends through the edge (as bench/call_timeline.py
 shows them: the caller's INVITE, ACK and BYE and the callee's 180 and 200s on the
 public side; the engine's 100, 180, 200s, B-leg INVITE, ACK and BYE on the internal
 side) are handed straight to the edge's two UDP protocol objects, each answer built
@@ -35,7 +35,6 @@ import ipaddress
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +74,6 @@ PJSIP_HEADERS = (
     "MESSAGE, OPTIONS\r\nSupported: replaces, 100rel, timer, norefersub\r\n"
     "User-Agent: Callgate\r\n"
 )
-Handler = Callable[[bytes, tuple[str, int]], None]
 
 
 SECRET = b"s" * 32  # the edge's branch key, fixed so a recorded call replays exactly
@@ -290,7 +288,7 @@ def main() -> None:
         print(f"  {kind:16} {spent / calls / 1000:7.1f} us")
     per_call = sum(best.values()) / calls / 1000
     print(f"edge per call      {per_call:7.1f} us ({1e6 / per_call:,.0f} calls/s on one core)")
-    print(f"baseline per call  {base / calls / 1000:7.1f} us (bare header split, 14 messages)")
+    print(f"baseline per call  {base / calls / 1000:7.1f} us (bare header split, 13 messages)")
     if args.profile is not None:
         profile = cProfile.Profile()
         profile.enable()

@@ -4,7 +4,7 @@ Every response the engine sends the edge is PJSIP's own output to a request the
 edge forwarded: the edge's Via on its own line first, the next hop's Via on the
 line after it. Relaying one only takes removing that first line and reading the
 second, so the edge does not parse, validate and re-serialise a message it can
-trust (4 of the 14 datagrams of a bridged call; docs/BENCHMARKS.md has the
+trust (4 of the 13 datagrams of a bridged call; docs/BENCHMARKS.md has the
 figures). Anything of another shape returns None and takes the full path
 (`parse_message` + `forward_response`), which also answers malformed input.
 """
