@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import replace
-from functools import lru_cache
 from typing import TypeVar
 
 from gateway.sip.address import NameAddress, parse_name_addr
 from gateway.sip.errors import SipParseError
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.sip.uri import MEMO_MAX_CHARS, PARSED_VALUE_CACHE, SipUri, hostport, is_ip_literal
+from gateway.sip.uri import SipUri, hostport, is_ip_literal, parse_uri
 
 M = TypeVar("M", SipRequest, SipResponse)
 
@@ -61,27 +60,6 @@ def is_private(host: str) -> bool:
     return any(address in network for network in _NAT_NETWORKS)
 
 
-def _contact_target(uri: str) -> tuple[str, int, bool, str] | None:
-    """(host, port, behind NAT, transport the URI names) of a Contact URI; None when
-    malformed. Memoised up to MEMO_MAX_CHARS: a dialog's messages repeat their Contact."""
-    if len(uri) <= MEMO_MAX_CHARS:
-        return _memoised_target(uri)
-    return _target(uri)
-
-
-def _target(uri: str) -> tuple[str, int, bool, str] | None:
-    try:
-        parsed = SipUri.parse(uri)
-    except SipParseError:
-        return None
-    host = parsed.host.strip("[]")
-    named = "tls" if parsed.scheme == "sips" else (parsed.params.get("transport") or "").lower()
-    return host, parsed.port or 5060, is_private(host), named
-
-
-_memoised_target = lru_cache(maxsize=PARSED_VALUE_CACHE)(_target)
-
-
 def nated_contact(contact: str, source: tuple[str, int], transport: str = "udp") -> str | None:
     """`contact` (a header value) rewritten to `source` when it hides behind NAT, else None.
 
@@ -90,20 +68,19 @@ def nated_contact(contact: str, source: tuple[str, int], transport: str = "udp")
     """
     try:
         parsed: NameAddress = parse_name_addr(contact, "Contact")
+        uri = parse_uri(parsed.uri)  # memoised: a dialog's messages repeat their Contact
     except SipParseError:
         return None
-    target = _contact_target(parsed.uri)
-    if target is None:
-        return None
-    host, port, private, named = target
-    if (host, port) == source or not private:
+    host, port = uri.host.strip("[]"), uri.port or 5060
+    if (host, port) == source or not is_private(host):
         return None
     start = contact.find(parsed.uri)
     if start < 0:
         return None
+    named = "tls" if uri.scheme == "sips" else (uri.params.get("transport") or "").lower()
     if named not in ("", transport):
         return None
-    rewritten = _with_hostport(parsed.uri, SipUri.parse(parsed.uri), hostport(*source))
+    rewritten = _with_hostport(parsed.uri, uri, hostport(*source))
     if not named and transport != "udp":  # a stream the URI does not name: name it
         head, mark, tail = rewritten.partition("?")
         rewritten = f"{head};transport={transport}{mark}{tail}"

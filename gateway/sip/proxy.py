@@ -7,7 +7,6 @@ retransmission is forwarded the same way (the branch is derived, not random).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from gateway.sip.message import (
     vias,
 )
 from gateway.sip.refer import TRANSFER_HEADER
-from gateway.sip.uri import MEMO_MAX_CHARS, PARSED_VALUE_CACHE, SipUri, hostport, is_ip_literal
+from gateway.sip.uri import hostport, is_ip_literal, parse_uri
 
 MAGIC_COOKIE = "z9hG4bK"
 # Our branches carry this mark so responses to them are recognised.
@@ -134,16 +133,9 @@ def derive_branch(request: SipRequest, secret: bytes) -> str:
 
 
 def is_ours(route: str, interfaces: tuple[Interface, ...]) -> bool:
-    """A Route entry that names one of the edge's own interfaces (memoised up to
-    MEMO_MAX_CHARS: every call carries the same few)."""
-    if len(route) <= MEMO_MAX_CHARS:
-        return _memoised_is_ours(route, interfaces)
-    return _is_ours(route, interfaces)
-
-
-def _is_ours(route: str, interfaces: tuple[Interface, ...]) -> bool:
+    """A Route entry that names one of the edge's own interfaces."""
     try:
-        uri = SipUri.parse(parse_name_addr(route, "Route").uri)
+        uri = parse_uri(parse_name_addr(route, "Route").uri)  # both memoised
     except SipParseError:
         return False
     if "cg" not in uri.params:
@@ -152,9 +144,6 @@ def _is_ours(route: str, interfaces: tuple[Interface, ...]) -> bool:
         uri.host.strip("[]") == i.host and (uri.port or DEFAULT_PORTS[i.transport]) == i.port
         for i in interfaces
     )
-
-
-_memoised_is_ours = functools.lru_cache(maxsize=PARSED_VALUE_CACHE)(_is_ours)
 
 
 def _stamped(via: ViaHeader, source: tuple[str, int]) -> str:
@@ -275,21 +264,11 @@ def next_hop_for_request(
         if not is_ours(route, interfaces):
             target = parse_name_addr(route, "Route").uri
             break
-    if len(target) <= MEMO_MAX_CHARS:
-        return _memoised_hop(target, default_transport)
-    return _hop_for_uri(target, default_transport)
-
-
-def _hop_for_uri(text: str, default_transport: str) -> Hop:
-    """The hop a URI names (memoised: a dialog's requests repeat their target)."""
-    uri = SipUri.parse(text)
+    uri = parse_uri(target)  # memoised: a dialog's requests repeat their target
     transport = (uri.params.get("transport") or default_transport).lower()
     if uri.scheme == "sips":
         transport = "tls"
     return hop_to(transport, uri.host, uri.port)
-
-
-_memoised_hop = functools.lru_cache(maxsize=PARSED_VALUE_CACHE)(_hop_for_uri)
 
 
 def forward_response(response: SipResponse) -> tuple[SipResponse, Hop] | None:
