@@ -454,9 +454,12 @@ class B2bua:
                 if first or bridge.callee_leg > bridge.rang_leg:
                     bridge.rang_leg = bridge.callee_leg
                     self._emit(CalleeRinging(bridge.call, time.time(), status, bridge.callee_leg))
-        elif state == pj.PJSIP_INV_STATE_CONFIRMED:
+        elif state in (pj.PJSIP_INV_STATE_CONNECTING, pj.PJSIP_INV_STATE_CONFIRMED):
+            # The caller's 200 goes out when the callee's 200 arrives (CONNECTING), ahead
+            # of the ACK PJSIP sends the callee next: the ACK is off the set-up path.
             if bridge.caller_gone or bridge.ended_by is not None:
-                self._release_callee(bridge)
+                if state == pj.PJSIP_INV_STATE_CONFIRMED:  # a BYE before the ACK is no use
+                    self._release_callee(bridge)
             elif not bridge.answered:
                 bridge.answered = True
                 prm = pj.CallOpParam()

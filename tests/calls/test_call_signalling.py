@@ -7,6 +7,7 @@ reports the SIP messages it received, so a test sees the headers on the wire.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -184,3 +185,94 @@ async def test_session_refresh_keeps_a_call_and_a_missing_one_ends_it(tmp_path: 
     assert silent.q850_cause == 102  # recovery on timer expiry
     assert silent.ended_at is not None and silent.answered_at is not None
     assert 50 < silent.ended_at - silent.answered_at < 90
+
+
+def _sdp(rtp_port: int) -> str:
+    return (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+
+
+def _with_body(head: list[str], body: str = "") -> bytes:
+    kind = ["Content-Type: application/sdp"] if body else []
+    lines = [*head, *kind, f"Content-Length: {len(body)}", "", body]
+    return "\r\n".join(lines).encode()
+
+
+def _fields(message: str, *names: str) -> list[str]:
+    """The header lines of `message` named `names`, in order, as they were."""
+    head = message.split("\r\n\r\n", 1)[0].split("\r\n")[1:]
+    return [line for line in head if line.split(":", 1)[0].strip().lower() in names]
+
+
+def _answer(request: str, status: str, tag: str, contact: str, body: str = "") -> bytes:
+    """A response to `request` (raw text) from a UA whose Contact is `contact`."""
+    (to,) = _fields(request, "to")
+    if ";tag=" not in to:
+        to += f";tag={tag}"
+    copied = _fields(request, "via", "from", "call-id", "cseq")
+    return _with_body([f"SIP/2.0 {status}", *copied, to, f"Contact: <{contact}>"], body)
+
+
+async def test_caller_hears_the_200_before_the_callee_gets_its_ack() -> None:
+    """The caller's 200 leaves when the callee's 200 arrives, ahead of the ACK PJSIP sends
+    the callee: the ACK is not on the set-up path. Caller and callee are one raw UDP
+    socket here, so the order in which it receives the two is the order they were sent."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        port = sock.getsockname()[1]
+        me = f"sip:peer@127.0.0.1:{port}"
+
+        async def receive() -> str:
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65535), 5)
+            return data.decode()
+
+        async with running_gateway(loopback_plan(("1", (port,)))) as gw:
+            engine = ("127.0.0.1", gw.info.sip_port)
+            invite = _with_body(
+                [
+                    f"INVITE sip:1234@{gw.target} SIP/2.0",
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-order-1;rport",
+                    "Max-Forwards: 70",
+                    f"From: <{me}>;tag=caller",
+                    f"To: <sip:1234@{gw.target}>",
+                    "Call-ID: order-caller@test",
+                    "CSeq: 1 INVITE",
+                    f"Contact: <{me}>",
+                ],
+                _sdp(free_udp_port()),
+            )
+            sock.sendto(invite, engine)
+            callee_invite = ""
+            while not callee_invite:
+                message = await receive()
+                if message.startswith("INVITE "):
+                    callee_invite = message
+            answer = _answer(callee_invite, "200 OK", "callee", me, _sdp(free_udp_port()))
+            sock.sendto(answer, engine)
+            after: list[str] = []
+            while not any(m.startswith("ACK ") for m in after):
+                after.append(await receive())
+            firsts = [m.split("\r\n", 1)[0] for m in after]
+            assert firsts[0] == "SIP/2.0 200 OK", firsts
+            assert "Call-ID: order-caller@test" in after[0]
+
+            # Tear down: the caller ACKs its 200 and hangs up; the callee answers the BYE.
+            (to,) = _fields(after[0], "to")
+            dialog = [f"From: <{me}>;tag=caller", to, "Call-ID: order-caller@test"]
+            (contact,) = _fields(after[0], "contact")
+            target = contact.split("<", 1)[1].split(">", 1)[0]
+            for n, (method, cseq) in enumerate((("ACK", 1), ("BYE", 2))):
+                via = f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-order-{n + 2};rport"
+                request = [f"{method} {target} SIP/2.0", via, "Max-Forwards: 70", *dialog]
+                sock.sendto(_with_body([*request, f"CSeq: {cseq} {method}"]), engine)
+            while True:
+                message = await receive()
+                if message.startswith("BYE "):
+                    sock.sendto(_answer(message, "200 OK", "callee", me), engine)
+                    break
+            (record,) = await asyncio.wait_for(gw.control.wait_finished(1), 5)
+            assert record.disposition is Disposition.ANSWERED
