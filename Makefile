@@ -4,7 +4,12 @@
 # Each setup step is idempotent and skipped when already done.
 
 SHELL := /bin/bash
-PYTHON ?= python3
+# The distribution's python3 (the one apt's python3-venv and python3-dev serve), built with
+# PGO and LTO. A self-built interpreter without --enable-optimizations (pyenv's default)
+# ran the daemon and engine 25-35 % slower per call (docs/BENCHMARKS.md, December round,
+# part 6). Expanded on use, after apt has run. A .venv made by another interpreter is
+# kept: `make clean` first to switch.
+PYTHON ?= $(or $(wildcard /usr/bin/python3),python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := $(VENV)/.stamps
