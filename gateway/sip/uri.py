@@ -29,11 +29,14 @@ def _escaped_run(chars: str, *, empty: bool = False) -> str:
     """A regex for `(?:[chars]|%HH)+` (`*` with `empty`), unrolled: runs of `chars` and
     escapes alternate, so the engine tests one class per character instead of an
     alternation (~300 vs ~50 instructions a character in CPython's re). The runs are
-    possessive: `chars` never holds `%`, so giving a character back cannot help a match."""
+    atomic: `chars` never holds `%`, so giving a character back cannot help a match.
+    Atomic groups, not possessive quantifiers: before CPython 3.11.5 (gh-106052) those
+    matched wrongly inside an optional group, and Debian 12's python3 is 3.11.2."""
     run, escape = f"[{chars}]", _HEX_ESCAPE
+    rest = f"(?>(?:{escape}(?>{run}*))*)"
     if empty:
-        return f"{run}*+(?:{escape}{run}*+)*+"
-    return f"(?:{run}++(?:{escape}{run}*+)*+|(?:{escape}{run}*+)++)"
+        return f"(?>{run}*){rest}"
+    return f"(?:(?>{run}+){rest}|(?>(?:{escape}(?>{run}*))+))"
 
 
 _USER_CHARS = r"A-Za-z0-9\-_.!~*'()&=+$,;?/"
