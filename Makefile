@@ -5,8 +5,8 @@
 
 SHELL := /bin/bash
 # The distribution's python3 (the one apt's python3-venv and python3-dev serve), built with
-# PGO and LTO. A self-built interpreter without --enable-optimizations (pyenv's default)
-# ran the daemon and engine 25-35 % slower per call (docs/BENCHMARKS.md, December round,
+# PGO and LTO. A self-built 3.11 without --enable-optimizations (pyenv's default) cost
+# the daemon and engine a third more CPU per call (docs/BENCHMARKS.md, December round,
 # part 6). Expanded on use, after apt has run. A .venv made by another interpreter is
 # kept: `make clean` first to switch.
 PYTHON ?= $(or $(wildcard /usr/bin/python3),python3)
