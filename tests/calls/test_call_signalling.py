@@ -15,6 +15,15 @@ from typing import Any
 import pytest
 
 from gateway.calls.registry import Cause, Disposition
+from gateway.sip.message import (
+    SipMessage,
+    SipRequest,
+    SipResponse,
+    make_response,
+    parse_message,
+    serialize,
+    start_line,
+)
 from media.engine import PjsipEngine
 from media.events import Party
 from tests.calls.peers import (
@@ -194,25 +203,22 @@ def _sdp(rtp_port: int) -> str:
     )
 
 
-def _with_body(head: list[str], body: str = "") -> bytes:
+def _request(head: list[str], body: str = "") -> bytes:
     kind = ["Content-Type: application/sdp"] if body else []
     lines = [*head, *kind, f"Content-Length: {len(body)}", "", body]
     return "\r\n".join(lines).encode()
 
 
-def _fields(message: str, *names: str) -> list[str]:
-    """The header lines of `message` named `names`, in order, as they were."""
-    head = message.split("\r\n\r\n", 1)[0].split("\r\n")[1:]
-    return [line for line in head if line.split(":", 1)[0].strip().lower() in names]
-
-
-def _answer(request: str, status: str, tag: str, contact: str, body: str = "") -> bytes:
-    """A response to `request` (raw text) from a UA whose Contact is `contact`."""
-    (to,) = _fields(request, "to")
-    if ";tag=" not in to:
-        to += f";tag={tag}"
-    copied = _fields(request, "via", "from", "call-id", "cseq")
-    return _with_body([f"SIP/2.0 {status}", *copied, to, f"Contact: <{contact}>"], body)
+def _ok(request: SipMessage, contact: str, body: str = "") -> bytes:
+    """200 OK to `request` from a UA whose Contact is `contact`, with an SDP `body`."""
+    assert isinstance(request, SipRequest)
+    headers = [("Contact", f"<{contact}>")]
+    if body:
+        headers.append(("Content-Type", "application/sdp"))
+    response = make_response(
+        request, 200, "OK", to_tag="callee", headers=headers, body=body.encode()
+    )
+    return serialize(response)
 
 
 async def test_caller_hears_the_200_before_the_callee_gets_its_ack() -> None:
@@ -226,13 +232,13 @@ async def test_caller_hears_the_200_before_the_callee_gets_its_ack() -> None:
         port = sock.getsockname()[1]
         me = f"sip:peer@127.0.0.1:{port}"
 
-        async def receive() -> str:
+        async def receive() -> SipMessage:
             data = await asyncio.wait_for(loop.sock_recv(sock, 65535), 5)
-            return data.decode()
+            return parse_message(data)
 
         async with running_gateway(loopback_plan(("1", (port,)))) as gw:
             engine = ("127.0.0.1", gw.info.sip_port)
-            invite = _with_body(
+            invite = _request(
                 [
                     f"INVITE sip:1234@{gw.target} SIP/2.0",
                     f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-order-1;rport",
@@ -246,33 +252,30 @@ async def test_caller_hears_the_200_before_the_callee_gets_its_ack() -> None:
                 _sdp(free_udp_port()),
             )
             sock.sendto(invite, engine)
-            callee_invite = ""
-            while not callee_invite:
-                message = await receive()
-                if message.startswith("INVITE "):
-                    callee_invite = message
-            answer = _answer(callee_invite, "200 OK", "callee", me, _sdp(free_udp_port()))
-            sock.sendto(answer, engine)
-            after: list[str] = []
-            while not any(m.startswith("ACK ") for m in after):
+            callee_invite = await receive()
+            while start_line(callee_invite).split(" ", 1)[0] != "INVITE":
+                callee_invite = await receive()
+            sock.sendto(_ok(callee_invite, me, _sdp(free_udp_port())), engine)
+            after = [await receive()]
+            while isinstance(after[-1], SipResponse):
                 after.append(await receive())
-            firsts = [m.split("\r\n", 1)[0] for m in after]
+            firsts = [start_line(m) for m in after]
             assert firsts[0] == "SIP/2.0 200 OK", firsts
-            assert "Call-ID: order-caller@test" in after[0]
+            assert firsts[-1].startswith("ACK "), firsts
+            answer = after[0]
+            assert answer.headers.get("Call-ID") == "order-caller@test"
 
             # Tear down: the caller ACKs its 200 and hangs up; the callee answers the BYE.
-            (to,) = _fields(after[0], "to")
-            dialog = [f"From: <{me}>;tag=caller", to, "Call-ID: order-caller@test"]
-            (contact,) = _fields(after[0], "contact")
+            to, contact = answer.headers.get("To"), answer.headers.get("Contact")
+            assert to is not None and contact is not None
+            dialog = [f"From: <{me}>;tag=caller", f"To: {to}", "Call-ID: order-caller@test"]
             target = contact.split("<", 1)[1].split(">", 1)[0]
             for n, (method, cseq) in enumerate((("ACK", 1), ("BYE", 2))):
                 via = f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-order-{n + 2};rport"
                 request = [f"{method} {target} SIP/2.0", via, "Max-Forwards: 70", *dialog]
-                sock.sendto(_with_body([*request, f"CSeq: {cseq} {method}"]), engine)
-            while True:
-                message = await receive()
-                if message.startswith("BYE "):
-                    sock.sendto(_answer(message, "200 OK", "callee", me), engine)
-                    break
+                sock.sendto(_request([*request, f"CSeq: {cseq} {method}"]), engine)
+            while start_line(message := await receive()).split(" ", 1)[0] != "BYE":
+                pass
+            sock.sendto(_ok(message, me), engine)
             (record,) = await asyncio.wait_for(gw.control.wait_finished(1), 5)
             assert record.disposition is Disposition.ANSWERED
