@@ -20,10 +20,13 @@ places sequential calls; only the probe's datagrams are kept (its caller
 name travels on the callee leg too), and every segment of the INVITE -> 200
 path is reported as p50 / p90 / p99 over the probe's calls: where the tail
 of the set-up latency builds up; then the slowest 2 % of the probe's calls
-segment by segment (one long wait, or every hop slow at once). The capture
-keeps only SIP ports (a socket filter in the kernel), so RTP costs it nothing.
+segment by segment (one long wait, or every hop slow at once). The table's
+last row, the node's own time (the whole less the callee's INVITE -> 200), is
+the latency the node adds on the wire. The capture keeps only SIP ports (a
+socket filter in the kernel), so RTP costs it nothing.
 
 Run (root): python bench/call_timeline.py [--calls 5] [--load 300 --seconds 20]
+[--realtime-priority 0]
 """
 
 from __future__ import annotations
@@ -44,8 +47,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.calls import pct, run_probe, start_uas, uac_argv  # noqa: E402
+from bench.calls import (  # noqa: E402
+    SO_TIMESTAMPNS,
+    add_realtime_option,
+    pct,
+    run_probe,
+    start_uas,
+    uac_argv,
+)
 from bench.daemon_calls import (  # noqa: E402
+    DAEMON_SETTINGS,
     PROBE_INTERVAL_S,
     PROBE_PER_SECOND,
     UNLIMITED,
@@ -58,7 +69,6 @@ from tests.support.ports import free_udp_port  # noqa: E402
 
 SCENARIO = ROOT / "tests" / "sipp" / "call_uac_overload.xml"
 ETH_P_IP = 0x0800
-SO_TIMESTAMPNS = 35  # linux/socket.h; the socket module does not name it
 SO_ATTACH_FILTER = 26
 UDP = 17
 # Calls are placed this far apart, so one call's datagrams never mix with the next's.
@@ -176,7 +186,10 @@ async def place_calls(count: int) -> tuple[list[Datagram], dict[int, str]]:
     work = Path(tempfile.mkdtemp(prefix="callgate-timeline-"))
     callee_port = free_udp_port()
     config = write_config(
-        work / "c.toml", work / "data", extra=trunk_to(callee_port, "max_new_per_second = 1000.0")
+        work / "c.toml",
+        work / "data",
+        extra=trunk_to(callee_port, "max_new_per_second = 1000.0"),
+        daemon="\n".join(DAEMON_SETTINGS),
     )
     daemon = DaemonProcess(config, work / "data")
     try:
@@ -290,6 +303,15 @@ def report_under_load(datagrams: list[Datagram], names: dict[int, str], probe: l
         f"| caller's INVITE => its 200 (on the wire) | {statistics.median(total):.2f} "
         f"| {pct(total, 90):.2f} | {pct(total, 99):.2f} |"
     )
+    # What the node adds: the whole less the callee's own INVITE -> 200. On this machine
+    # the callee shares the cores with the node, so it answers slower than in the direct
+    # baseline; that slowdown is not on the wire between two machines.
+    callee = [(c[ANSWER_PATH[1]] - c[ANSWER_PATH[0]]) * 1e3 for c in complete]
+    own = [whole - answer for whole, answer in zip(total, callee, strict=True)]
+    print(
+        f"| the node's own time: the above less the callee's INVITE => 200 "
+        f"| {statistics.median(own):.2f} | {pct(own, 90):.2f} | {pct(own, 99):.2f} |"
+    )
     report_slowest(complete, total)
 
 
@@ -335,7 +357,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--load", type=float, help="calls/s of SIPp load beside the probe")
     parser.add_argument("--seconds", type=float, default=20.0, help="of load (with --load)")
+    add_realtime_option(parser)
     args = parser.parse_args()
+    DAEMON_SETTINGS.append(f"realtime_priority = {args.realtime_priority}")
     if args.load:
         report_under_load(*asyncio.run(probe_under_load(args.load, args.seconds)))
         return

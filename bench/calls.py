@@ -32,6 +32,7 @@ import resource
 import shutil
 import socket
 import statistics
+import struct
 import sys
 import tempfile
 import time
@@ -57,6 +58,9 @@ from tests.support.ports import free_media_port, free_udp_port
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "tests" / "sipp"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SO_TIMESTAMPNS = 35  # linux/socket.h; the socket module does not name it
+PRODUCTION_REALTIME_PRIORITY = 10
+"""`[daemon] realtime_priority` of config/examples/production.toml."""
 
 
 def stat_cpu(stat: Path) -> float:
@@ -289,7 +293,17 @@ async def start_edge(engine: PjsipEngine, route_b_legs: bool) -> SipEdge:
     return edge
 
 
-def engine_to(uas_port: int) -> tuple[PjsipEngine, CallControl]:
+def add_realtime_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--realtime-priority",
+        type=int,
+        default=PRODUCTION_REALTIME_PRIORITY,
+        help="[daemon] realtime_priority of the node it starts (0: the fair scheduler; "
+        "default: the production example's)",
+    )
+
+
+def engine_to(uas_port: int, realtime_priority: int = 0) -> tuple[PjsipEngine, CallControl]:
     """The engine in this process (not started) and call control routing every
     number starting with 1 to the UAS on `uas_port`."""
     engine = PjsipEngine(
@@ -302,6 +316,7 @@ def engine_to(uas_port: int) -> tuple[PjsipEngine, CallControl]:
             rtp_port_range=20000,
             codecs=("PCMU/8000/1", "PCMA/8000/1"),
             log_level=0,
+            realtime_priority=realtime_priority,
         ),
         asyncio.get_running_loop(),
     )
@@ -397,9 +412,13 @@ def _header(message: str, name: str) -> str:
 
 
 def probe(target: str, count: int, interval: float) -> list[tuple[float, float]]:
-    """Sequential calls: (INVITE -> first 180/183/200, INVITE -> 200) in ms, perf_counter."""
+    """Sequential calls: (INVITE -> first 180/183/200, INVITE -> 200) in ms.
+
+    A response's time is the kernel's receive timestamp, so the figure is the node's
+    latency on the wire and leaves out how long the probe itself waited for a core."""
     host, _, port_text = target.rpartition(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(2)
     lport = sock.getsockname()[1]
@@ -420,6 +439,17 @@ def probe(target: str, count: int, interval: float) -> list[tuple[float, float]]
     return samples
 
 
+def _received(sock: socket.socket) -> tuple[str, float]:
+    """One datagram's text and its kernel receive time (`time.time()`'s clock)."""
+    data, ancillary, _flags, _address = sock.recvmsg(65535, 64)
+    timestamp = (socket.SOL_SOCKET, SO_TIMESTAMPNS)
+    stamps = [value for level, kind, value in ancillary if (level, kind) == timestamp]
+    if not stamps:
+        raise SystemExit("probe: the kernel gave no receive timestamp")
+    seconds, nanoseconds = struct.unpack("qq", stamps[0][:16])
+    return data.decode(errors="replace"), seconds + nanoseconds / 1e9
+
+
 class ProbeRefused(Exception):
     """A probe call got a final error response (its status line)."""
 
@@ -438,21 +468,21 @@ def _probe_call(
         sdp=_SDP,
     ).encode()
     call_id = f"probe-{n}-{os.getpid()}"
-    start = time.perf_counter()
     ringing: float | None = None
+    start = time.time()  # the clock of the kernel's receive timestamps
     sock.sendto(invite, dest)
     while True:
-        text = sock.recv(65535).decode(errors="replace")
+        text, at = _received(sock)
         status = text.split(" ", 2)[1] if text.startswith("SIP/2.0") else ""
         if _header(text, "call-id") != call_id:
             continue
         if ringing is None and status in ("180", "183", "200"):
-            ringing = (time.perf_counter() - start) * 1000
+            ringing = (at - start) * 1000
         if status == "200" and "INVITE" in _header(text, "cseq"):
             break
         if status.isdigit() and int(status) >= 300:
             raise ProbeRefused(text.splitlines()[0])
-    elapsed = (time.perf_counter() - start) * 1000
+    elapsed = (at - start) * 1000
     to = _header(text, "to")
     contact = _header(text, "contact").strip("<>").split(">")[0]
     uri = contact or f"sip:1000@{host}:{port_text}"

@@ -49,7 +49,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.calls import pct, proc_cpu, run_probe, sipp_counts, start_uas, uac_argv  # noqa: E402
+from bench.calls import (  # noqa: E402
+    add_realtime_option,
+    pct,
+    proc_cpu,
+    run_probe,
+    sipp_counts,
+    start_uas,
+    uac_argv,
+)
 from tests.calls.test_call_through_edge import trunk_to  # noqa: E402
 from tests.support.daemon import DaemonProcess, write_config  # noqa: E402
 from tests.support.ports import free_udp_port  # noqa: E402
@@ -247,6 +255,8 @@ class Node:
 
 CALLS_SETTINGS: list[str] = []
 """Extra `[calls]` lines for every daemon the run starts (`--calls-setting`)."""
+DAEMON_SETTINGS: list[str] = []
+"""Extra `[daemon]` lines for every daemon the run starts (`--realtime-priority`)."""
 
 
 @contextlib.asynccontextmanager
@@ -256,7 +266,13 @@ async def running_node(work: Path, uas_port: int, limit: float) -> AsyncIterator
     # probes would fail and take the trunk out of routing, failing every later call.
     settings = [f"max_new_per_second = {limit}", f"max_new_burst = {max(int(limit // 10), 1)}"]
     extra = trunk_to(uas_port, "\n".join(settings + CALLS_SETTINGS))
-    config = write_config(work / f"c-{limit:g}.toml", data, drain_timeout=30, extra=extra)
+    config = write_config(
+        work / f"c-{limit:g}.toml",
+        data,
+        drain_timeout=30,
+        extra=extra,
+        daemon="\n".join(DAEMON_SETTINGS),
+    )
     # Debug logging would cost more than the calls themselves.
     config.write_text(config.read_text().replace('level = "debug"', 'level = "info"'))
     daemon = DaemonProcess(config, data)
@@ -420,6 +436,7 @@ async def soak(work: Path, uas_port: int, calls: int, rate: float, warmup: int) 
 async def bench(args: argparse.Namespace, rows: list[Row], out: dict[str, object]) -> None:
     phases = args.phases.split(",")
     CALLS_SETTINGS.extend(args.calls_setting)
+    DAEMON_SETTINGS.append(f"realtime_priority = {args.realtime_priority}")
     with tempfile.TemporaryDirectory(prefix="callgate-daemon-bench-") as tmp:
         work = Path(tmp)
         uas_port = free_udp_port()
@@ -468,6 +485,7 @@ def main() -> None:
         default=[],
         help='a `[calls]` line for the daemon, e.g. "max_receive_delay = 60" (repeatable)',
     )
+    add_realtime_option(parser)
     parser.add_argument("--json", type=Path, help="write the rows here (for bench/plot_calls.py)")
     args = parser.parse_args()
     rows: list[Row] = []

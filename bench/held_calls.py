@@ -35,7 +35,15 @@ import pjsua2 as pj  # the engine's own build; stream_totals runs on its thread
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.calls import engine_to, proc_cpu, process_cpu, run_uac, start_uas, stat_cpu
+from bench.calls import (
+    add_realtime_option,
+    engine_to,
+    proc_cpu,
+    process_cpu,
+    run_uac,
+    start_uas,
+    stat_cpu,
+)
 from gateway.config.models import LoggingConfig
 from gateway.logs import configure_logging
 from tests.support.ports import free_media_port, free_udp_port
@@ -124,10 +132,11 @@ async def held_through_engine(
     window: float,
     caller_echo: int,
     echo_pid: int,
+    realtime_priority: int,
 ) -> Held:
     uas_port = free_udp_port()
     uas = await start_uas(work, uas_port, "-rtp_echo")
-    engine, control = engine_to(uas_port)
+    engine, control = engine_to(uas_port, realtime_priority)
     info = await engine.start()
     placing = count / rate
     hold_ms = int(1000 * (placing + SETTLE_S + window + MARGIN_S))
@@ -205,7 +214,7 @@ async def held_direct(work: Path, count: int, rate: int, window: float) -> Held:
     return Held("direct", count, step.ok, step.failed, window=window)
 
 
-async def bench(counts: list[int], rate: int, window: float) -> None:
+async def bench(counts: list[int], rate: int, window: float, realtime_priority: int) -> None:
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="callgate-held-") as tmp:
         work = Path(tmp)
@@ -214,7 +223,9 @@ async def bench(counts: list[int], rate: int, window: float) -> None:
         echo = await start_uas(work, free_udp_port(), "-rtp_echo", media_port=caller_echo)
         try:
             for count in counts:
-                held = await held_through_engine(work, count, rate, window, caller_echo, echo.pid)
+                held = await held_through_engine(
+                    work, count, rate, window, caller_echo, echo.pid, realtime_priority
+                )
                 print(held.row())
                 print((await held_direct(work, count, rate, window)).row(), flush=True)
         finally:
@@ -233,6 +244,7 @@ def main() -> None:
         help="net.core.rmem_default (bytes) for the run, so SIPp's one echo socket per "
         "peer does not overflow (needs root; restored afterwards)",
     )
+    add_realtime_option(parser)
     args = parser.parse_args()
     configure_logging(LoggingConfig(level="warning"))
     counts = [int(c) for c in args.counts.split(",")]
@@ -240,7 +252,7 @@ def main() -> None:
     if args.echo_rmem:
         RMEM_DEFAULT.write_text(str(args.echo_rmem))
     try:
-        asyncio.run(bench(counts, args.rate, args.window))
+        asyncio.run(bench(counts, args.rate, args.window, args.realtime_priority))
     finally:
         if before is not None:
             RMEM_DEFAULT.write_text(before)

@@ -28,6 +28,7 @@ from gateway.config.secrets import SecretUnavailableError
 from gateway.http import AdminHttp
 from gateway.logs import configure_logging, get_logger
 from gateway.metrics import Metrics
+from gateway.realtime import RealtimeRefused, enter_realtime
 from gateway.reload import merge_reload
 from gateway.sdnotify import SystemdNotifier
 from gateway.sip.admission import AuthenticatedOnly
@@ -69,6 +70,7 @@ def engine_settings(config: CallgateConfig) -> EngineSettings:
         log_level=m.log_level,
         receive_buffer=config.sip.udp_receive_buffer,
         session_timer=SessionTimer(m.session_timer, m.session_expires, m.session_min_se),
+        realtime_priority=config.daemon.realtime_priority,
     )
 
 
@@ -163,6 +165,7 @@ class Daemon:
         thresholds = self.config.daemon.gc_thresholds
         frozen = settle_collector(thresholds)
         _log.info("collector_settled", thresholds=list(thresholds), frozen_objects=frozen)
+        self._enter_realtime()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
@@ -181,6 +184,19 @@ class Daemon:
         await self._shutdown()
         _log.info("stopped")
         return 0
+
+    def _enter_realtime(self) -> None:
+        """The loop thread (SIP edge, call control) on SCHED_RR once start-up is done:
+        the threads started before (writers, the engine process) stay on the fair
+        scheduler, and so do those started after."""
+        priority = self.config.daemon.realtime_priority
+        try:
+            enter_realtime(priority, threads_inherit=False)
+        except RealtimeRefused as exc:
+            _log.warning("realtime_refused", reason=str(exc))
+        else:
+            if priority:
+                _log.info("realtime_scheduling", policy="SCHED_RR", priority=priority)
 
     async def _start(self) -> None:
         cfg = self.config
@@ -233,6 +249,8 @@ class Daemon:
         _log.info(
             "engine_started", version=info.version, sip_port=info.sip_port, codecs=list(info.codecs)
         )
+        if info.realtime_refused:
+            _log.warning("engine_realtime_refused", reason=info.realtime_refused)
         try:
             directory = Directory.from_config(cfg.accounts, cfg.trunks)
         except DirectoryError as exc:

@@ -8,6 +8,7 @@ from gateway.config.models import CallgateConfig
 RESTART_ONLY: tuple[tuple[str, str | None], ...] = (
     ("node", None),
     ("daemon", "gc_thresholds"),  # set once start-up is done
+    ("daemon", "realtime_priority"),  # threads are scheduled once, as they start
     ("media", None),
     ("store", None),
     ("http", None),

@@ -27,10 +27,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from gateway.logs import get_logger
+from gateway.realtime import RealtimeRefused, enter_realtime
 from gateway.sip.transport import SO_RCVBUFFORCE
 from media.b2bua import B2bua
 from media.call_channel import EngineEnd, EngineWaker
@@ -79,6 +80,8 @@ class EngineSettings:
     probe: bool = False
     """Boot with PJSIP logging at level 4 to learn the ioqueue backend (tests, `engine-info`)."""
     session_timer: SessionTimer = _DEFAULT_SESSION_TIMER
+    realtime_priority: int = 0
+    """`SCHED_RR` priority of the engine thread and the PJSIP threads it starts (0: off)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class EngineInfo:
     sip_port: int
     codecs: tuple[str, ...]
     max_conf_ports: int
+    realtime_refused: str | None = None
+    """Why the kernel did not grant `realtime_priority` (None: granted, or not asked)."""
 
 
 Command = Callable[[Any], Any]
@@ -244,9 +249,15 @@ class PjsipEngine:
             self._stopped.set()
             return
         self._pj = pj
+        refused = None
+        try:
+            # Before libInit(): PJSIP's media and clock threads inherit it.
+            enter_realtime(self.settings.realtime_priority, threads_inherit=True)
+        except RealtimeRefused as exc:
+            refused = str(exc)
         endpoint = pj.Endpoint()
         try:
-            info = self._boot(pj, endpoint)
+            info = replace(self._boot(pj, endpoint), realtime_refused=refused)
         except Exception as exc:  # noqa: BLE001 - pj.Error and friends: report, never raise
             self.failure = f"PJSIP engine failed to start: {_pj_reason(exc)}"
             self._stopped.set()

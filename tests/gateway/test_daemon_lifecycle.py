@@ -192,3 +192,42 @@ def test_ipv6_listeners_answer_options(tmp_path: Path) -> None:
             assert result.ok, result.output
     finally:
         daemon.stop()
+
+
+def _thread_policies(pid: int) -> dict[int, tuple[int, int]]:
+    """Thread id -> (scheduling policy, real-time priority), from /proc."""
+    policies = {}
+    for task in (Path("/proc") / str(pid) / "task").iterdir():
+        stat = (task / "stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # field 3 onwards
+        policies[int(task.name)] = (int(fields[38]), int(fields[37]))  # fields 41 and 40
+    return policies
+
+
+def test_realtime_priority_schedules_the_call_threads_only(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    config = write_config(tmp_path / "c.toml", data_dir, daemon="realtime_priority = 3")
+    daemon = DaemonProcess(config, data_dir)
+    try:
+        assert daemon.wait_event("realtime_scheduling", timeout=30)["priority"] == 3
+        daemon.wait_event("ready", timeout=30)
+        pid = daemon.proc.pid
+        rr, other = 2, 0  # SCHED_RR, SCHED_OTHER
+        # The loop thread (SIP edge, call control) only; writers and workers stay fair.
+        threads = _thread_policies(pid)
+        assert threads.pop(pid) == (rr, 3)
+        assert threads and all(policy == other for policy, _ in threads.values()), threads
+        # The engine process: its engine thread and PJSIP's threads, not its main thread.
+        children = (Path("/proc") / str(pid) / "task" / str(pid) / "children").read_text()
+        engine = next(
+            int(child)
+            for child in children.split()
+            if any(policy == rr for policy, _ in _thread_policies(int(child)).values())
+        )
+        threads = _thread_policies(engine)
+        assert threads.pop(engine)[0] == other
+        assert sum(policy == rr for policy, _ in threads.values()) >= 3, threads
+        result = run_sipp("options.xml", f"127.0.0.1:{daemon.sip_port()}", workdir=tmp_path)
+        assert result.ok, result.output
+    finally:
+        daemon.stop()

@@ -21,6 +21,7 @@ data_dir = "{data_dir}"
 
 [daemon]
 drain_timeout = {drain_timeout}
+{daemon}
 
 [sip]
 server_header = "{server_header}"
@@ -49,9 +50,10 @@ def write_config(
     extra: str = "",
     listen: str = "",
     sip: str = "",
+    daemon: str = "",
 ) -> Path:
     """`listen`: more listener tables (TOML inline tables, comma-first) after UDP and TCP;
-    `sip`: more `key = value` lines for the [sip] table."""
+    `sip`, `daemon`: more `key = value` lines for the [sip] and [daemon] tables."""
     path.write_text(
         BASE_CONFIG.format(
             data_dir=data_dir,
@@ -59,6 +61,7 @@ def write_config(
             drain_timeout=drain_timeout,
             listen=listen,
             sip=sip,
+            daemon=daemon,
         )
         + extra,
         encoding="utf-8",
