@@ -36,6 +36,7 @@ import struct
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,7 @@ from tests.support.ports import free_media_port, free_udp_port
 SCENARIOS = Path(__file__).resolve().parents[1] / "tests" / "sipp"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SO_TIMESTAMPNS = 35  # linux/socket.h; the socket module does not name it
-PRODUCTION_REALTIME_PRIORITY = 10
-"""`[daemon] realtime_priority` of config/examples/production.toml."""
+PRODUCTION_EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "examples" / "production.toml"
 
 
 def stat_cpu(stat: Path) -> float:
@@ -297,7 +297,7 @@ def add_realtime_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--realtime-priority",
         type=int,
-        default=PRODUCTION_REALTIME_PRIORITY,
+        default=int(tomllib.loads(PRODUCTION_EXAMPLE.read_text())["daemon"]["realtime_priority"]),
         help="[daemon] realtime_priority of the node it starts (0: the fair scheduler; "
         "default: the production example's)",
     )

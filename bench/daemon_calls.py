@@ -89,6 +89,8 @@ class Row:
     refused: dict[str, float] = field(default_factory=dict)
     unanswered: dict[str, float] = field(default_factory=dict)
     dropped: dict[str, float] = field(default_factory=dict)
+    cdr_dropped: float = 0.0
+    """CDR changes the store writer dropped (it fell `[cdr] max_pending` behind)."""
     cpu_daemon: float | None = None
     cpu_engine: float | None = None
     probe_p50: float | None = None
@@ -112,6 +114,7 @@ class Row:
     def clean(self) -> bool:
         return (
             self.failed == 0
+            and not self.cdr_dropped
             and not self.refused
             and self.sipp_ok == self.calls
             # SIPp kept the pace: the step took about as long as planned.
@@ -201,7 +204,7 @@ def metrics(daemon: DaemonProcess) -> dict[str, float]:
         text = response.read().decode()
     values: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith(("callgate_calls_", "callgate_sip_dropped_total")):
+        if line.startswith(("callgate_calls_", "callgate_sip_dropped_total", "callgate_cdr_")):
             name, value = line.rsplit(" ", 1)
             if "_created" not in name:  # creation timestamps, not counts
                 values[name] = float(value)
@@ -234,6 +237,7 @@ def tally(row: Row, before: dict[str, float], after: dict[str, float]) -> None:
     row.unanswered = finished
     row.refused = _labelled(delta, "callgate_calls_rejected_total", "reason")
     row.dropped = _labelled(delta, "callgate_sip_dropped_total", "reason")
+    row.cdr_dropped = delta.get("callgate_cdr_dropped_total", 0.0)
 
 
 class Node:
@@ -341,6 +345,8 @@ async def node_step(
 def emit(row: Row, rows: list[Row]) -> None:
     rows.append(row)
     print(row.row(), flush=True)
+    if row.cdr_dropped:
+        print(f"warning: {row.cdr_dropped:.0f} CDR changes dropped in this step", flush=True)
 
 
 async def ramp(

@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -165,6 +166,12 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     assert analyze is not None, "systemd-analyze missing: `make test` installs systemd"
     unit = (Path(__file__).resolve().parents[2] / "systemd" / "callgate.service").read_text()
     assert "Type=notify" in unit and "WatchdogSec=" in unit
+    # The unit lets the production example's real-time priority through.
+    root = Path(__file__).resolve().parents[2]
+    production = tomllib.loads((root / "config" / "examples" / "production.toml").read_text())
+    limit = next(line for line in unit.splitlines() if line.startswith("LimitRTPRIO="))
+    assert int(limit.partition("=")[2]) >= production["daemon"]["realtime_priority"] > 0
+    assert "RestrictRealtime=yes" not in unit
     callgate = Path(sys.executable).parent / "callgate"
     local = tmp_path / "callgate.service"
     local.write_text(unit.replace("/opt/callgate/.venv/bin/callgate", str(callgate)))
