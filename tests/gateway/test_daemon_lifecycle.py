@@ -164,10 +164,10 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
 
     analyze = shutil.which("systemd-analyze")
     assert analyze is not None, "systemd-analyze missing: `make test` installs systemd"
-    unit = (Path(__file__).resolve().parents[2] / "systemd" / "callgate.service").read_text()
+    root = Path(__file__).resolve().parents[2]
+    unit = (root / "systemd" / "callgate.service").read_text()
     assert "Type=notify" in unit and "WatchdogSec=" in unit
     # The unit lets the production example's real-time priority through.
-    root = Path(__file__).resolve().parents[2]
     production = tomllib.loads((root / "config" / "examples" / "production.toml").read_text())
     limit = next(line for line in unit.splitlines() if line.startswith("LimitRTPRIO="))
     assert int(limit.partition("=")[2]) >= production["daemon"]["realtime_priority"] > 0
